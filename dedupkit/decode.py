@@ -1,0 +1,157 @@
+"""Decode image bytes once, safely, into the canonical pixels every stage works on.
+
+Canonical pixels: RGB, or RGBA when the image has any transparency; 8 bits per
+channel; EXIF orientation applied; the first frame of an animation.  Everything a
+user's data can throw at us (empty, truncated, corrupt, non-image, decompression
+bombs, specks of a few pixels) becomes a one-line skip reason instead of an
+exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from dedupkit.records import Record
+
+# Truncated files must fail, never decode to a half-grey picture that hashes as a real one.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    min_side: int = 16
+    """Images whose shorter side is below this are skipped as too small."""
+    max_pixels: int = 128_000_000
+    """Declared width x height above this is treated as a decompression bomb."""
+
+
+class DecodeError(ValueError):
+    """A user's record that cannot become pixels; the message is the skip reason."""
+
+
+def open_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> tuple[Image.Image, str]:
+    """Open, validate and fully decode `data` into canonical pixels and the stored format.
+
+    Raises DecodeError with a one-line reason for anything that is not a usable image.
+    """
+    if not data:
+        raise DecodeError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise DecodeError("not an image (no format Pillow can read)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DecodeError(f"decompression bomb: {exc}") from None
+    except Exception as exc:  # malformed headers surface as many exception types
+        raise DecodeError(f"corrupt image header: {_short(exc)}") from None
+
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise DecodeError(
+            f"decompression bomb: header declares {width}x{height} "
+            f"({width * height:,} pixels > limit {limits.max_pixels:,})"
+        )
+    if min(width, height) < limits.min_side:
+        raise DecodeError(f"too small: {width}x{height} (shorter side < {limits.min_side} px)")
+
+    stored_format = image.format or ""
+    try:
+        if getattr(image, "n_frames", 1) > 1:
+            image.seek(0)
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+        return to_canonical_mode(image), stored_format
+    except OSError as exc:
+        text = str(exc)
+        if "truncated" in text or "image file is truncated" in text or "broken data stream" in text:
+            raise DecodeError(f"truncated image: {_short(exc)}") from None
+        raise DecodeError(f"corrupt image data: {_short(exc)}") from None
+    except Exception as exc:
+        raise DecodeError(f"corrupt image data: {_short(exc)}") from None
+
+
+def to_canonical_mode(image: Image.Image) -> Image.Image:
+    """RGB or RGBA, 8 bits per channel, whatever the stored mode was."""
+    mode = image.mode
+    if mode in ("RGB", "RGBA"):
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit and 32-bit greyscale: scale to 8 bits rather than clip at 255.
+        array = np.asarray(image, dtype=np.uint32 if mode == "I" else np.uint16)
+        peak = 65535 if mode != "I" else max(int(array.max()), 1)
+        eight = (array.astype(np.float64) * (255.0 / peak)).round().astype(np.uint8)
+        return Image.fromarray(eight, "L").convert("RGB")
+    if mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(np.nanmin(array)), float(np.nanmax(array))
+        scaled = (array - low) / (high - low) if high > low else np.zeros_like(array)
+        return Image.fromarray((scaled * 255).round().astype(np.uint8), "L").convert("RGB")
+    if mode == "P":
+        has_alpha = "transparency" in image.info or image.palette.mode == "RGBA"
+        return image.convert("RGBA" if has_alpha else "RGB")
+    if mode in ("LA", "La", "PA", "RGBa"):
+        return image.convert("RGBA")
+    if mode == "L" and "transparency" in image.info:
+        return image.convert("RGBA")
+    # CMYK, YCbCr, LAB, HSV, 1, L: Pillow's conversions handle them (CMYK without ICC).
+    return image.convert("RGB")
+
+
+def pixel_digest(image: Image.Image) -> str:
+    """Identity of the decoded picture: the same pixels as PNG or BMP give the same digest.
+
+    RGBA whose alpha is fully opaque hashes as RGB, so dropping an unused alpha
+    channel does not make a different image.
+    """
+    array = np.asarray(image)
+    if image.mode == "RGBA" and array[..., 3].min() == 255:
+        array = array[..., :3]
+    hasher = hashlib.blake2b(digest_size=16)
+    hasher.update(f"{array.shape}".encode())
+    hasher.update(np.ascontiguousarray(array).tobytes())
+    return hasher.hexdigest()
+
+
+def flatten_alpha(image: Image.Image, background=(255, 255, 255)) -> Image.Image:
+    """RGB view of the image, transparent parts composited on white (for signatures)."""
+    if image.mode != "RGBA":
+        return image
+    canvas = Image.new("RGB", image.size, background)
+    canvas.paste(image, mask=image.getchannel("A"))
+    return canvas
+
+
+def decode_record(record: Record, limits: DecodeLimits = DecodeLimits()) -> Record:
+    """Fill record.image, width, height and image_format, or mark the record skipped."""
+    if not record.alive or record.image is not None:
+        return record
+    try:
+        image, stored_format = open_image(record.data or b"", limits)
+    except DecodeError as exc:
+        return record.skip(str(exc))
+    record.image = image
+    record.image_format = stored_format
+    record.width, record.height = image.size
+    return record
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format Pillow sees in the bytes, without decoding pixels."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format
+    except Exception:
+        return None
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,411 @@
+"""Compose the stages into resumable passes and run them on one process or a pool.
+
+    analyse (per unit, parallel)   source -> decode -> signatures  -> OUT/signatures/NNNNN.parquet
+    decide  (global, one process)  all signature shards            -> OUT/.dedupkit/decisions.parquet
+    write   (per unit, parallel)   source -> keep/drop -> sink     -> OUT/data/*, manifest part
+    finish                         manifest parts                  -> OUT/manifest.parquet, summary.json
+
+Every file is written under a temporary name and renamed when complete; a finished
+unit is never redone, so a killed run resumes where it stopped and ends with the
+same files as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dedupkit import __version__
+from dedupkit.decode import DecodeLimits
+from dedupkit.records import DROPPED, KEPT, SKIPPED, Record
+from dedupkit.signatures.exact import DecodeStage, find_exact_duplicates
+from dedupkit.sinks import OUTPUT_FORMATS, atomic_write_bytes, atomic_write_table, make_writer, remove_temporaries
+from dedupkit.sinks.manifest import concat, manifest_view, record_row, rows_to_table
+from dedupkit.sources import Source, SourceOptions, Unit, open_source
+from dedupkit.sources.base import UNIT_STRIDE
+
+Stage = Callable[[Iterator[Record]], Iterator[Record]]
+
+STATE_FOLDER = ".dedupkit"
+
+
+class RunError(RuntimeError):
+    """A problem with the run's settings or output folder; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class CleanOptions:
+    output_format: str | None = None
+    """folder | webdataset | parquet; default: the source's own format (hf -> parquet)."""
+    shard_size: int = 1000
+    workers: int = 1
+    write_output: bool = True
+    """False for `dedupkit dedup`: decide and write the manifest, copy no images."""
+    limits: DecodeLimits = DecodeLimits()
+    source: SourceOptions = SourceOptions()
+
+    def fingerprint(self, source: Source) -> dict:
+        """What must match for a rerun to resume instead of starting over."""
+        settings = dataclasses.asdict(self)
+        settings.pop("workers")  # the result does not depend on the number of workers
+        return {"dedupkit": __version__, "source": _source_identity(source), "settings": settings}
+
+
+@dataclass
+class Progress:
+    """Callbacks the CLI uses to draw progress; the default draws nothing."""
+
+    start_phase: Callable[[str, int], None] = lambda phase, total: None
+    advance: Callable[[int], None] = lambda count: None
+
+
+@dataclass
+class RunPaths:
+    out: Path
+
+    @property
+    def state(self) -> Path:
+        return self.out / STATE_FOLDER
+
+    @property
+    def signatures(self) -> Path:
+        return self.out / "signatures"
+
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    @property
+    def parts(self) -> Path:
+        return self.state / "manifest-parts"
+
+    @property
+    def decisions(self) -> Path:
+        return self.state / "decisions.parquet"
+
+    @property
+    def settings(self) -> Path:
+        return self.state / "run.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.out / "manifest.parquet"
+
+    @property
+    def summary(self) -> Path:
+        return self.out / "summary.json"
+
+    def signature_shard(self, unit: Unit) -> Path:
+        return self.signatures / f"{unit.index:05d}.parquet"
+
+    def manifest_part(self, unit: Unit) -> Path:
+        return self.parts / f"{unit.index:05d}.parquet"
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def analysis_stages(options: CleanOptions) -> list[Stage]:
+    """Stages of the analysis pass, in order; each adds signatures or columns."""
+    return [DecodeStage(options.limits)]
+
+
+def output_stages(options: CleanOptions) -> list[Stage]:
+    """Stages applied to kept records just before they are written."""
+    return []
+
+
+def ordinal_range(unit: Unit) -> tuple[int, int]:
+    return unit.index * UNIT_STRIDE, (unit.index + 1) * UNIT_STRIDE
+
+
+def run_stages(records: Iterable[Record], stages: list[Stage]) -> Iterator[Record]:
+    stream: Iterator[Record] = iter(records)
+    for stage in stages:
+        stream = stage(stream)
+    return stream
+
+
+# ----------------------------------------------------------------------------- passes
+
+
+def analyse_unit(source: Source, unit: Unit, options: CleanOptions, paths: RunPaths, tick=None) -> int:
+    rows = []
+    for record in run_stages(source.read(unit), analysis_stages(options)):
+        record.release_pixels()
+        rows.append(record_row(record))
+        if tick:
+            tick(1)
+    atomic_write_table(paths.signature_shard(unit), rows_to_table(rows))
+    return len(rows)
+
+
+def decide(paths: RunPaths, units: list[Unit]) -> pa.Table:
+    """The one global step: which records are duplicates of which keeper."""
+    table = concat(pq.read_table(paths.signature_shard(u)) for u in units)
+    count = table.num_rows
+    exact = find_exact_duplicates(table)
+    keys = np.asarray(table.column("key").to_pylist(), dtype=object)
+    status = np.asarray(table.column("status").to_pylist(), dtype=object)
+    reason = np.asarray(table.column("reason").to_pylist(), dtype=object)
+    alive = status == KEPT
+    duplicate = alive & (exact.keeper != np.arange(count))
+    status[duplicate] = DROPPED
+    reason[duplicate] = [
+        f"exact duplicate of {keys[k]} ({'identical bytes' if same else 'identical pixels'})"
+        for k, same in zip(exact.keeper[duplicate], exact.same_bytes[duplicate])
+    ]
+    in_cluster = alive & (np.bincount(exact.keeper[alive], minlength=count)[exact.keeper] > 1)
+    cluster_ids = np.full(count, -1, dtype=np.int64)
+    keepers_in_order = np.unique(exact.keeper[in_cluster])
+    cluster_ids[in_cluster] = np.searchsorted(keepers_in_order, exact.keeper[in_cluster])
+    keeper_key = np.where(in_cluster, keys[exact.keeper], None)
+    return pa.table(
+        {
+            "ordinal": table.column("ordinal"),
+            "status": pa.array(status.tolist(), pa.string()),
+            "reason": pa.array(reason.tolist(), pa.string()),
+            "cluster_id": pa.array(cluster_ids),
+            "keeper_key": pa.array(keeper_key.tolist(), pa.string()),
+            "dup_kind": pa.array(np.where(in_cluster, "exact", None).tolist(), pa.string()),
+            "distance": pa.array([0.0 if c else None for c in in_cluster], pa.float64()),
+        }
+    )
+
+
+def manifest_rows(analysis: pa.Table, decisions: pa.Table) -> pa.Table:
+    """Analysis rows with the global decisions applied (decisions overwrite status and reason)."""
+    left = manifest_view(analysis).drop_columns(["status", "reason"])
+    joined = left.join(decisions, keys="ordinal", join_type="left outer")
+    order = pa.compute.sort_indices(joined, sort_keys=[("ordinal", "ascending")])
+    joined = joined.take(order)
+    base = ["ordinal", "key", "source", "status", "reason", "sha256", "width", "height", "format"]
+    rest = [n for n in joined.column_names if n not in base]
+    return joined.select(base + rest)
+
+
+def write_unit(
+    source: Source, unit: Unit, options: CleanOptions, paths: RunPaths, output_format: str, tick=None
+) -> int:
+    analysis = pq.read_table(paths.signature_shard(unit))
+    first, end = ordinal_range(unit)
+    decisions = pq.read_table(paths.decisions, filters=[("ordinal", ">=", first), ("ordinal", "<", end)])
+    rows = manifest_rows(analysis, decisions)
+    expected = {row["ordinal"]: row for row in rows.select(["ordinal", "status", "sha256"]).to_pylist()}
+    changed: dict[int, str] = {}
+    extra_columns: dict[int, dict] = {}
+
+    def kept_records() -> Iterator[Record]:
+        for record in source.read(unit):
+            if tick:
+                tick(1)
+            decided = expected.get(record.ordinal)
+            if decided is None or decided["status"] != KEPT:
+                continue
+            if record.sha256 != decided["sha256"]:
+                changed[record.ordinal] = "source changed during the run (bytes differ from the analysis pass)"
+                continue
+            yield record
+
+    def finished(records: Iterator[Record]) -> Iterator[Record]:
+        for record in records:
+            if record.alive:
+                extra_columns[record.ordinal] = dict(record.columns)
+                record.release_pixels()
+                yield record
+            else:
+                changed[record.ordinal] = record.reason
+
+    stream = finished(run_stages(kept_records(), output_stages(options)))
+    writer = make_writer(output_format, paths.data, options.shard_size)
+    writer.write_unit(unit.index, stream)
+    rows = _apply_write_outcomes(rows, changed, extra_columns)
+    atomic_write_table(paths.manifest_part(unit), rows)
+    return rows.num_rows
+
+
+def _apply_write_outcomes(rows: pa.Table, changed: dict[int, str], extra: dict[int, dict]) -> pa.Table:
+    if not changed and not any(extra.values()):
+        return rows
+    records = rows.to_pylist()
+    for row in records:
+        if row["ordinal"] in changed:
+            row["status"], row["reason"] = SKIPPED, changed[row["ordinal"]]
+        row.update(extra.get(row["ordinal"], {}))
+    updated = rows_to_table(records)
+    return updated.select(rows.column_names + [n for n in updated.column_names if n not in rows.column_names])
+
+
+# ----------------------------------------------------------------------------- execution
+
+
+def run_clean(
+    src: str,
+    out: str | os.PathLike,
+    options: CleanOptions = CleanOptions(),
+    progress: Progress = Progress(),
+    overwrite: bool = False,
+) -> dict:
+    """Clean SRC into OUT; returns the summary (also written to OUT/summary.json).
+
+    Raises SourceError / RunError, before anything is written, for problems the user can fix.
+    """
+    started = time.perf_counter()
+    source = open_source(src, options.source)
+    units = source.units()
+    output_format = options.output_format or ("parquet" if source.kind == "hf" else source.kind)
+    if output_format not in OUTPUT_FORMATS:
+        raise RunError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
+    paths = RunPaths(Path(out))
+    _check_output_folder(paths, source, overwrite)
+    fingerprint = options.fingerprint(source)
+    _prepare_state(paths, fingerprint, overwrite)
+
+    timings = {}
+    phase_start = time.perf_counter()
+    todo = [u for u in units if not paths.signature_shard(u).exists()]
+    _run_units("analyse", analyse_unit, source, todo, options, paths, progress, ())
+    timings["analyse_s"] = time.perf_counter() - phase_start
+
+    phase_start = time.perf_counter()
+    progress.start_phase("decide", 0)
+    if not paths.decisions.exists():
+        atomic_write_table(paths.decisions, decide(paths, units))
+    timings["decide_s"] = time.perf_counter() - phase_start
+
+    phase_start = time.perf_counter()
+    if options.write_output:
+        todo = [u for u in units if not paths.manifest_part(u).exists()]
+        _run_units("write", write_unit, source, todo, options, paths, progress, (output_format,))
+        manifest = concat(pq.read_table(paths.manifest_part(u)) for u in units)
+    else:
+        decisions = pq.read_table(paths.decisions)
+        manifest = manifest_rows(concat(pq.read_table(paths.signature_shard(u)) for u in units), decisions)
+    timings["write_s"] = time.perf_counter() - phase_start
+
+    atomic_write_table(paths.manifest, manifest)
+    timings["total_s"] = time.perf_counter() - started
+    summary = summarize(manifest, source, output_format if options.write_output else None, options, timings)
+    atomic_write_bytes(paths.summary, json.dumps(summary, indent=2, sort_keys=True).encode())
+    return summary
+
+
+def summarize(manifest: pa.Table, source: Source, output_format, options: CleanOptions, timings: dict) -> dict:
+    status = Counter(manifest.column("status").to_pylist())
+    reasons = Counter(
+        _reason_kind(r) for r, s in zip(manifest.column("reason").to_pylist(), manifest.column("status").to_pylist()) if s == SKIPPED
+    )
+    dup_kinds = Counter(
+        k for k, s in zip(manifest.column("dup_kind").to_pylist(), manifest.column("status").to_pylist()) if s == DROPPED and k
+    ) if "dup_kind" in manifest.column_names else Counter()
+    total = manifest.num_rows
+    return {
+        "source": source.spec,
+        "source_format": source.kind,
+        "output_format": output_format,
+        "records": total,
+        "kept": status.get(KEPT, 0),
+        "dropped": status.get(DROPPED, 0),
+        "skipped": status.get(SKIPPED, 0),
+        "dropped_by_kind": dict(sorted(dup_kinds.items())),
+        "skipped_by_reason": dict(sorted(reasons.items())),
+        "workers": options.workers,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "records_per_second": round(total / timings["total_s"], 1) if timings["total_s"] else None,
+    }
+
+
+def _reason_kind(reason: str | None) -> str:
+    return (reason or "unknown").split(":")[0].split(" (")[0]
+
+
+def _run_units(phase, work, source, units, options, paths, progress: Progress, extra_args: tuple) -> None:
+    progress.start_phase(phase, len(units))
+    if not units:
+        return
+    if options.workers <= 1 or len(units) == 1:
+        for unit in units:
+            work(source, unit, options, paths, *extra_args, tick=progress.advance)
+        return
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("q", 0)
+    with context.Pool(min(options.workers, len(units)), initializer=_init_worker, initargs=(counter,)) as pool:
+        pending = [pool.apply_async(_work_in_worker, (work, source, unit, options, paths, extra_args)) for unit in units]
+        reported = 0
+        while pending:
+            time.sleep(0.2)
+            with counter.get_lock():
+                current = counter.value
+            progress.advance(current - reported)
+            reported = current
+            for result in [p for p in pending if p.ready()]:
+                result.get()  # re-raise a worker's exception here
+                pending.remove(result)
+        progress.advance(counter.value - reported)
+
+
+_worker_counter = None
+
+
+def _init_worker(counter) -> None:
+    global _worker_counter
+    _worker_counter = counter
+
+
+def _tick_shared(count: int) -> None:
+    with _worker_counter.get_lock():
+        _worker_counter.value += count
+
+
+def _work_in_worker(work, source, unit, options, paths, extra_args):
+    return work(source, unit, options, paths, *extra_args, tick=_tick_shared)
+
+
+def _source_identity(source: Source) -> str:
+    spec = source.spec
+    return spec if spec.startswith("hf:") else str(Path(spec).resolve())
+
+
+def _check_output_folder(paths: RunPaths, source: Source, overwrite: bool) -> None:
+    out = paths.out.resolve()
+    if not source.spec.startswith("hf:"):
+        src = Path(source.spec).resolve()
+        if src.is_dir() and (out == src or src in out.parents):
+            raise RunError(f"OUT {paths.out} lies inside SRC {source.spec}; choose an output folder outside the source")
+    if out.exists() and not out.is_dir():
+        raise RunError(f"OUT {paths.out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not paths.settings.exists() and not overwrite:
+        raise RunError(f"OUT {paths.out} is not empty and holds no dedupkit run; choose an empty folder or pass --overwrite")
+
+
+def _prepare_state(paths: RunPaths, fingerprint: dict, overwrite: bool) -> None:
+    wanted = json.dumps(fingerprint, sort_keys=True, default=str)
+    if paths.settings.exists():
+        previous = paths.settings.read_text()
+        if previous != wanted:
+            if not overwrite:
+                raise RunError(
+                    f"OUT {paths.out} holds a run with other settings or another source; "
+                    "pass --overwrite to start over, or choose another folder"
+                )
+            shutil.rmtree(paths.out)
+    elif overwrite and paths.out.exists():
+        shutil.rmtree(paths.out)
+    paths.state.mkdir(parents=True, exist_ok=True)
+    for folder in (paths.out,):
+        remove_temporaries(folder)
+    if not paths.settings.exists():
+        atomic_write_bytes(paths.settings, wanted.encode())
+

@@ -1,0 +1,82 @@
+"""The manifest: one row per input record, exactly once, as Parquet."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from dedupkit.records import Record
+
+#: Columns every manifest has, in this order; stages append their own after them.
+BASE_COLUMNS = {
+    "ordinal": pa.int64(),
+    "key": pa.string(),
+    "source": pa.string(),
+    "status": pa.string(),
+    "reason": pa.string(),
+    "sha256": pa.string(),
+    "width": pa.int32(),
+    "height": pa.int32(),
+    "format": pa.string(),
+}
+SIGNATURE_PREFIX = "sig_"
+
+
+def record_row(record: Record) -> dict[str, Any]:
+    """Everything the analysis pass learned about a record, flat, for a Parquet row."""
+    row: dict[str, Any] = {
+        "ordinal": record.ordinal,
+        "key": record.key,
+        "source": record.source,
+        "status": record.status,
+        "reason": record.reason or None,
+        "sha256": record.sha256,
+        "width": record.width,
+        "height": record.height,
+        "format": record.image_format,
+    }
+    for name, value in record.signatures.items():
+        if name != "sha256":
+            row[SIGNATURE_PREFIX + name] = value
+    for name, value in record.columns.items():
+        row[name] = _flat(value)
+    return row
+
+
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    names = list(BASE_COLUMNS)
+    for row in rows:
+        names.extend(n for n in row if n not in names)
+    arrays = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        arrays[name] = pa.array(values, type=BASE_COLUMNS.get(name)) if name in BASE_COLUMNS else _infer(values)
+    return pa.table(arrays)
+
+
+def _infer(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def _flat(value: Any) -> Any:
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return value
+
+
+def manifest_view(table: pa.Table) -> pa.Table:
+    """The manifest columns of an analysis table: signatures are for the search, not for people."""
+    keep = [n for n in table.column_names if not n.startswith(SIGNATURE_PREFIX)]
+    return table.select(keep)
+
+
+def concat(tables: Iterable[pa.Table]) -> pa.Table:
+    tables = [t for t in tables if t is not None]
+    if not tables:
+        return pa.table({name: pa.array([], type=kind) for name, kind in BASE_COLUMNS.items()})
+    return pa.concat_tables(tables, promote_options="permissive")

@@ -1,0 +1,142 @@
+"""WebDataset tar shards in img2dataset's layout: KEY.jpg|png|webp, KEY.txt, KEY.json.
+
+Shards are streamed member by member (tar stream mode), samples grouped by key as
+WebDataset does: the key is the member path up to the first dot of its file name.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import tarfile
+from pathlib import Path
+from typing import Iterator
+
+import braceexpand
+
+from dedupkit.records import IMAGE_EXTENSIONS, Record
+from dedupkit.sources.base import SourceError, Unit, ordinal, unsafe_member_reason
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """`dir/000123.jpg` -> (`dir/000123`, `jpg`); `a.seg.png` -> (`a`, `seg.png`)."""
+    directory, _, base = name.rpartition("/")
+    stem, dot, extension = base.partition(".")
+    key = f"{directory}/{stem}" if directory else stem
+    return key, extension.lower() if dot else ""
+
+
+def expand_shard_spec(spec: str) -> list[str]:
+    """A .tar file, a folder of them, or a brace / glob pattern, in sorted order."""
+    path = Path(spec)
+    if path.is_dir():
+        shards = sorted(str(p) for p in path.rglob("*.tar"))
+        if not shards:
+            raise SourceError(f"{spec}: folder holds no .tar shards")
+        return shards
+    if path.is_file():
+        return [spec]
+    shards: list[str] = []
+    for pattern in braceexpand.braceexpand(spec):
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        shards.extend(m for m in matches if os.path.isfile(m))
+    if not shards:
+        raise SourceError(f"{spec}: no tar shard matches")
+    return shards
+
+
+class WebDatasetSource:
+    kind = "webdataset"
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        self.shards = expand_shard_spec(spec)
+        if len(self.shards) == 1:
+            _check_is_tar(self.shards[0])
+
+    def units(self) -> list[Unit]:
+        return [Unit(index=i, name=Path(s).name, location=s) for i, s in enumerate(self.shards)]
+
+    def read(self, unit: Unit) -> Iterator[Record]:
+        shard_name = Path(unit.location).name
+        position = 0
+
+        def new_record(key: str, member: str, **fields) -> Record:
+            nonlocal position
+            record = Record(key=key, source=f"{shard_name}#{position}:{member}", ordinal=ordinal(unit, position), **fields)
+            position += 1
+            return record
+
+        try:
+            archive = tarfile.open(unit.location, mode="r|*")
+        except (tarfile.TarError, OSError) as exc:
+            yield new_record(shard_name, shard_name).skip(f"unreadable tar shard: {exc}")
+            return
+
+        current_key: str | None = None
+        parts: dict[str, bytes] = {}
+        first_member = ""
+        try:
+            with archive:
+                for member in archive:
+                    if not member.isfile():
+                        continue
+                    unsafe = unsafe_member_reason(member.name)
+                    if unsafe:
+                        yield new_record(member.name, member.name).skip(unsafe)
+                        continue
+                    key, extension = split_member_name(member.name)
+                    if key != current_key:
+                        if current_key is not None:
+                            yield self._sample(new_record(current_key, first_member), parts)
+                        current_key, parts, first_member = key, {}, member.name
+                    handle = archive.extractfile(member)
+                    parts[extension] = handle.read() if handle else b""
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            if current_key is not None:
+                yield self._sample(new_record(current_key, first_member), parts, incomplete=True)
+                current_key = None
+            yield new_record(f"{shard_name}#rest", shard_name).skip(
+                f"malformed tar shard, rest unreadable after {position} samples: {exc}"
+            )
+        if current_key is not None:
+            yield self._sample(new_record(current_key, first_member), parts)
+
+    @staticmethod
+    def _sample(record: Record, parts: dict[str, bytes], incomplete: bool = False) -> Record:
+        image_extension = next((e for e in parts if e in IMAGE_EXTENSIONS), None)
+        if "txt" in parts:
+            record.caption = parts["txt"].decode("utf-8", errors="replace").strip()
+        if "json" in parts:
+            try:
+                metadata = json.loads(parts["json"].decode("utf-8", errors="replace"))
+                if isinstance(metadata, dict):
+                    record.metadata = metadata
+                    url = metadata.get("url")
+                    record.url = url if isinstance(url, str) else None
+            except ValueError:
+                record.columns["source_note"] = "unparseable .json sidecar"
+        if image_extension is None:
+            found = ", ".join(sorted(parts)) or "nothing"
+            return record.skip(f"no image in sample (found {found})")
+        record.ext = image_extension
+        record.data = parts[image_extension]
+        if incomplete:
+            record.columns["source_note"] = "sample cut short by a malformed shard"
+        return record
+
+
+def _check_is_tar(path: str) -> None:
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1024)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not head:
+        raise SourceError(f"{path}: empty file, not a tar shard")
+    try:
+        with tarfile.open(path, mode="r|*") as archive:
+            next(iter(archive), None)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise SourceError(f"{path}: not a readable tar shard ({exc})") from None
