@@ -9,6 +9,7 @@ must survive, so a first run shows what dedupkit does.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import struct
@@ -47,9 +48,18 @@ def openclipart_drawings(limit: int | None = None) -> list[Path]:
 
 
 def real_images(limit: int | None = None, min_side: int = 64) -> list[Path]:
-    """Distinct real pictures, photos first, in a fixed order."""
+    """Distinct real pictures, photos first, in a fixed order.
+
+    openclipart files the same drawing under several categories: byte-identical files
+    are listed once, so callers can plant their own duplicates and know them all.
+    """
     found = []
+    seen = set()
     for path in skimage_photos() + opencv_photos() + openclipart_drawings():
+        digest = hashlib.sha256(path.read_bytes()).digest()
+        if digest in seen:
+            continue
+        seen.add(digest)
         try:
             with Image.open(path) as image:
                 if min(image.size) < min_side:
@@ -95,7 +105,7 @@ def bad_inputs(base: Image.Image) -> dict[str, tuple[bytes, str | None]]:
     frames = [small.rotate(angle) for angle in (0, 30, 60)]
     animated = io.BytesIO()
     frames[0].save(animated, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    rotated = base.rotate(90, expand=True)  # stored sideways, EXIF says: turn it back
+    rotated = base.rotate(-90, expand=True)  # stored sideways; EXIF orientation 8 turns it back
     exif = Image.Exif()
     exif[0x0112] = 8
     return {

@@ -83,13 +83,14 @@ class WebDatasetSource:
                     if not member.isfile():
                         continue
                     unsafe = unsafe_member_reason(member.name)
+                    key, extension = split_member_name(member.name)
+                    if current_key is not None and (unsafe or key != current_key):
+                        yield self._sample(new_record(current_key, first_member), parts)
+                        current_key = None
                     if unsafe:
                         yield new_record(member.name, member.name).skip(unsafe)
                         continue
-                    key, extension = split_member_name(member.name)
-                    if key != current_key:
-                        if current_key is not None:
-                            yield self._sample(new_record(current_key, first_member), parts)
+                    if current_key is None:
                         current_key, parts, first_member = key, {}, member.name
                     handle = archive.extractfile(member)
                     parts[extension] = handle.read() if handle else b""

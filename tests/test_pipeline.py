@@ -1,0 +1,254 @@
+"""The pipeline end to end: every record accounted for, same decisions in every format, resumable."""
+
+from __future__ import annotations
+
+import filecmp
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from conftest import jpeg, png, write_folder, write_parquet, write_tar
+from dedupkit.decode import pixel_digest
+from dedupkit.pipeline import CleanOptions, RunError, run_clean
+from dedupkit.samples import bad_inputs, build_sample_dataset, encode, load_rgb, real_images
+from dedupkit.sources import SourceError, open_source
+
+CLI = [sys.executable, "-m", "dedupkit.cli"]
+
+
+def manifest(out: Path) -> list[dict]:
+    return pq.read_table(out / "manifest.parquet").to_pylist()
+
+
+@pytest.fixture(scope="session")
+def thousand_images(tmp_path_factory) -> dict[str, bytes]:
+    """1,000 records from real images: 900 distinct pictures, 60 byte copies, 40 same pixels re-encoded."""
+    records: dict[str, bytes] = {}
+    pictures = []
+    seen = set()
+    for path in real_images(1100, min_side=32):
+        image = load_rgb(path)
+        image.thumbnail((48, 48), Image.Resampling.BILINEAR)
+        if min(image.size) < 24 or pixel_digest(image) in seen:  # openclipart repeats drawings under other names
+            continue
+        seen.add(pixel_digest(image))
+        records[f"{len(pictures):06d}"] = encode(image, "PNG")
+        pictures.append(image)
+        if len(pictures) == 900:
+            break
+    assert len(pictures) == 900, "install Debian's openclipart-png and opencv-doc (make setup does)"
+    for copy in range(60):
+        records[f"{900 + copy:06d}"] = records[f"{copy * 7:06d}"]
+    for copy in range(40):
+        records[f"{960 + copy:06d}"] = encode(pictures[copy * 11 + 3], "BMP")
+    return records
+
+
+def as_folder(records: dict[str, bytes], root: Path) -> str:
+    write_folder(root, {f"{key}.{'bmp' if data[:2] == b'BM' else 'png'}": data for key, data in records.items()})
+    return str(root)
+
+
+def as_webdataset(records: dict[str, bytes], root: Path, per_shard: int = 250) -> str:
+    keys = sorted(records)
+    for shard in range(0, len(keys), per_shard):
+        members = [(f"{k}.{'bmp' if records[k][:2] == b'BM' else 'png'}", records[k]) for k in keys[shard : shard + per_shard]]
+        write_tar(root / f"{shard // per_shard:05d}.tar", members)
+    return str(root / "{00000..00003}.tar")
+
+
+def as_parquet(records: dict[str, bytes], root: Path) -> str:
+    rows = [{"key": key, "bytes": data} for key, data in sorted(records.items())]
+    write_parquet(root / "a.parquet", rows[:500], row_group_size=200)
+    write_parquet(root / "b.parquet", rows[500:], row_group_size=200)
+    return str(root)
+
+
+def decisions_by_stem(out: Path) -> dict[str, tuple]:
+    def stem(key):
+        return Path(key).stem if key else key
+
+    return {stem(r["key"]): (r["status"], stem(r["keeper_key"]), r["dup_kind"]) for r in manifest(out)}
+
+
+def test_same_decisions_from_folder_webdataset_and_parquet(tmp_path, thousand_images):
+    outcomes = {}
+    for name, build in (("folder", as_folder), ("webdataset", as_webdataset), ("parquet", as_parquet)):
+        src = build(thousand_images, tmp_path / f"src-{name}")
+        summary = run_clean(src, tmp_path / f"out-{name}", CleanOptions(shard_size=300))
+        assert summary["records"] == 1000 and summary["source_format"] == name
+        outcomes[name] = decisions_by_stem(tmp_path / f"out-{name}")
+    assert outcomes["folder"] == outcomes["webdataset"] == outcomes["parquet"]
+    dropped = {k: v for k, v in outcomes["folder"].items() if v[0] == "dropped"}
+    assert len(dropped) == 100
+    assert all(keeper and int(keeper) < 900 for _, keeper, _ in dropped.values())
+    # kept records are written back in the source's format, and nothing else
+    reread = open_source(str(tmp_path / "out-webdataset" / "data"))
+    kept = [r for unit in reread.units() for r in reread.read(unit)]
+    assert len(kept) == 900 and reread.kind == "webdataset"
+
+
+def test_every_input_record_is_in_the_manifest_exactly_once(tmp_path, real_photo, real_thumbnails):
+    files = {f"odd/{name}": data for name, (data, _) in bad_inputs(real_photo).items()}
+    files.update({f"good/{i}.jpg": jpeg(image) for i, image in enumerate(real_thumbnails[:10])})
+    files["good/again.jpg"] = files["good/3.jpg"]
+    src = write_folder(tmp_path / "src", files)
+    before = {p: p.read_bytes() for p in src.rglob("*")if p.is_file()}
+    summary = run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=4))
+    rows = manifest(tmp_path / "out")
+    assert sorted(r["key"] for r in rows) == sorted(files)
+    by_key = {r["key"]: r for r in rows}
+    for name, (_, expected) in bad_inputs(real_photo).items():
+        row = by_key[f"odd/{name}"]
+        if expected is None:
+            assert row["status"] == "kept", (name, row["reason"])
+        else:
+            assert row["status"] == "skipped" and row["reason"].startswith(expected), (name, row["reason"])
+    again = by_key["good/again.jpg"]
+    assert again["status"] == "dropped" and "good/3.jpg" in again["reason"] and "identical bytes" in again["reason"]
+    assert summary["skipped"] == 7 and summary["records"] == len(files)
+    assert all(r["sha256"] == hashlib.sha256(files[r["key"]]).hexdigest() for r in rows)
+    assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before  # the source is never modified
+    written = sorted(p.relative_to(tmp_path / "out" / "data").as_posix() for p in (tmp_path / "out" / "data").rglob("*") if p.is_file())
+    assert written == sorted(k for k, r in by_key.items() if r["status"] == "kept")
+
+
+def test_png_and_bmp_of_the_same_picture_are_one_image(tmp_path, real_thumbnails):
+    src = write_folder(tmp_path / "src", {"a.png": png(real_thumbnails[0]), "b.bmp": encode(real_thumbnails[0], "BMP")})
+    run_clean(str(src), tmp_path / "out")
+    rows = {r["key"]: r for r in manifest(tmp_path / "out")}
+    assert rows["b.bmp"]["status"] == "dropped" and rows["b.bmp"]["keeper_key"] == "a.png"
+    assert "identical pixels" in rows["b.bmp"]["reason"]
+    assert rows["a.png"]["cluster_id"] == rows["b.bmp"]["cluster_id"] >= 0
+
+
+def test_tar_members_never_escape_the_output(tmp_path, real_thumbnails):
+    shard = write_tar(
+        tmp_path / "in" / "s.tar",
+        [("ok.jpg", jpeg(real_thumbnails[0])), ("../../escape.jpg", jpeg(real_thumbnails[1])), ("/tmp/abs.jpg", jpeg(real_thumbnails[2]))],
+    )
+    out = tmp_path / "deep" / "out"
+    summary = run_clean(str(shard), out, CleanOptions(output_format="folder"))
+    assert summary["kept"] == 1 and summary["skipped"] == 2
+    everything = [p for p in tmp_path.rglob("*") if p.is_file() and "in" not in p.relative_to(tmp_path).parts[:1]]
+    assert all(out in p.parents for p in everything)
+    assert not (tmp_path / "escape.jpg").exists()
+
+
+def test_output_formats_carry_captions_and_metadata(tmp_path, real_thumbnails):
+    src = write_folder(
+        tmp_path / "src",
+        {"x/a.jpg": jpeg(real_thumbnails[0]), "x/a.txt": b"a cat", "x/a.json": b'{"url": "https://e.org/a.jpg", "w": 1}'},
+    )
+    for output_format in ("webdataset", "parquet", "folder"):
+        out = tmp_path / f"out-{output_format}"
+        run_clean(str(src), out, CleanOptions(output_format=output_format))
+        reread = open_source(str(out / "data"))
+        (record,) = [r for unit in reread.units() for r in reread.read(unit)]
+        assert record.caption == "a cat" and record.url == "https://e.org/a.jpg"
+        assert record.data == (src / "x/a.jpg").read_bytes()
+
+
+def test_workers_give_the_same_output_as_one_process(tmp_path, thousand_images):
+    subset = dict(list(sorted(thousand_images.items()))[:200] + list(sorted(thousand_images.items()))[900:930])
+    src = as_folder(subset, tmp_path / "src")
+    run_clean(src, tmp_path / "one", CleanOptions(shard_size=40))
+    run_clean(src, tmp_path / "two", CleanOptions(shard_size=40, workers=2))
+    assert_same_output(tmp_path / "one", tmp_path / "two")
+
+
+def assert_same_output(left: Path, right: Path) -> None:
+    def files(root):
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != "summary.json")
+
+    assert files(left) == files(right)
+    mismatched = [f for f in files(left) if not filecmp.cmp(left / f, right / f, shallow=False)]
+    assert not mismatched, mismatched
+
+
+def test_killed_run_resumes_to_identical_output(tmp_path):
+    src = tmp_path / "src"
+    for index, path in enumerate(real_images(240, min_side=32)):
+        image = load_rgb(path)
+        image.thumbnail((160, 160))
+        (src / f"{index % 6}").mkdir(parents=True, exist_ok=True)
+        (src / f"{index % 6}" / f"{index:04d}.png").write_bytes(encode(image, "PNG"))
+    command = CLI + ["clean", str(src), "--shard-size", "20", "--format", "webdataset"]
+    subprocess.run(command + [str(tmp_path / "reference")], check=True, capture_output=True)
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(command + [str(interrupted)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((interrupted / "data").glob("*.tar"))) < 3:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (interrupted / "manifest.parquet").exists(), "the run finished before it could be killed"
+    assert len(list((interrupted / "data").glob("*.tar"))) >= 3
+
+    finished = subprocess.run(command + [str(interrupted)], capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert_same_output(tmp_path / "reference", interrupted)
+    assert not list(interrupted.rglob("*.tmp"))
+
+
+def test_unopenable_source_writes_nothing_and_fails_in_one_line(tmp_path):
+    (tmp_path / "broken.tar").write_bytes(os.urandom(4096))
+    for src in (tmp_path / "missing", tmp_path / "broken.tar"):
+        out = tmp_path / "out"
+        result = subprocess.run(CLI + ["clean", str(src), str(out)], capture_output=True, text=True)
+        assert result.returncode != 0
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+        assert not out.exists()
+
+
+def test_output_folder_guards(tmp_path, real_thumbnails):
+    src = write_folder(tmp_path / "src", {"a.jpg": jpeg(real_thumbnails[0])})
+    with pytest.raises(RunError, match="inside SRC"):
+        run_clean(str(src), src / "out")
+    run_clean(str(src), tmp_path / "out")
+    with pytest.raises(RunError, match="other settings"):
+        run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=7))
+    summary = run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=7), overwrite=True)
+    assert summary["kept"] == 1
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "thesis.pdf").write_bytes(b"%PDF")
+    with pytest.raises(RunError, match="not empty"):
+        run_clean(str(src), tmp_path / "busy")
+    assert (tmp_path / "busy" / "thesis.pdf").exists()
+
+
+def test_sample_dataset_demo_through_the_cli(tmp_path):
+    planted = build_sample_dataset(tmp_path / "sample", originals=24)
+    result = subprocess.run(CLI + ["clean", str(tmp_path / "sample"), str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "kept" in result.stdout and "records/s" in result.stdout
+    rows = {r["key"]: r for r in manifest(tmp_path / "out")}
+    files = [p.relative_to(tmp_path / "sample").as_posix() for p in (tmp_path / "sample").rglob("*") if p.is_file()]
+    sidecars = [f for f in files if f.endswith(".txt") and f.replace(".txt", ".jpg") in files]
+    assert sorted(rows) == sorted(set(files) - set(sidecars))
+    for exact in planted["exact"]:
+        pair = {rows[exact["copy"]]["status"], rows[exact["of"]]["status"]}
+        assert "dropped" in pair, exact
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["skipped"] == sum(1 for reason in planted["bad"].values() if reason)
+
+
+@pytest.mark.parametrize("command", [[], ["clean"], ["dedup"]])
+def test_help_is_complete(command):
+    result = subprocess.run(CLI + command + ["--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    if command:
+        for option in ("--workers", "--shard-size", "--min-side", "--max-pixels", "--image-column", "--overwrite"):
+            assert option in result.stdout
+    else:
+        assert "clean" in result.stdout and "dedup" in result.stdout
