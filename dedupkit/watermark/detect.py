@@ -1,0 +1,129 @@
+"""Is this image marked with our key, and which record does it trace to?"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dedupkit.decode import DecodeError, open_image
+from dedupkit.watermark.embed import codec_for
+from dedupkit.watermark.methods import METHOD_NAMES, get_method
+from dedupkit.watermark.payload import (
+    KEY_FILE_NAME,
+    WatermarkKeyError,
+    dataset_fingerprint,
+    false_alarm_probability,
+    load_key,
+    parse_key,
+)
+from dedupkit.watermark.registry import Registry
+
+
+@dataclass
+class Detection:
+    marked: bool
+    method: str | None
+    p_value: float
+    """Probability that an unmarked image scores at least this well, over every method and
+    gain tried (Bonferroni); 1.0 when nothing decoded."""
+    bit_accuracy: float | None
+    """Share of read bits that agree with the decoded codeword (None when nothing decoded)."""
+    dataset_match: bool
+    """The mark carries this key's dataset id (and the registry, if given, is of this dataset)."""
+    record_index: int | None
+    """The record index the payload carries (mod 2**index_bits of the method)."""
+    record_key: str | None
+    """The registry's record for that payload; with several candidates (rivaGan's short index), the first."""
+    candidates: list[str] = field(default_factory=list)
+    methods_tried: list[str] = field(default_factory=list)
+    source: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_key(key: str | bytes | None, registry: str | Path | Registry | None) -> bytes:
+    """The key given, else the one saved beside the registry."""
+    if key is not None:
+        return parse_key(key)
+    if registry is not None:
+        directory = registry.path.parent if isinstance(registry, Registry) else Path(registry)
+        directory = directory if directory.is_dir() else directory.parent
+        return load_key(directory / KEY_FILE_NAME)
+    raise WatermarkKeyError(f"no watermark key: pass --key, or --registry with its {KEY_FILE_NAME} beside it")
+
+
+def _load_rgb(image_or_path: Image.Image | np.ndarray | str | Path) -> np.ndarray:
+    if isinstance(image_or_path, np.ndarray):
+        return image_or_path[..., :3]
+    if isinstance(image_or_path, Image.Image):
+        return np.asarray(image_or_path.convert("RGB"))  # RGBA -> RGB keeps the RGB values
+    path = Path(image_or_path)
+    try:
+        image, _ = open_image(path.read_bytes())
+    except OSError as exc:
+        raise DecodeError(f"cannot read {path}: {exc.strerror or exc}") from None
+    # Alpha is left aside: the mark is in the RGB values, also under transparent pixels.
+    return np.asarray(image)[..., :3]
+
+
+def detect_pixels(rgb: np.ndarray, key: bytes, methods: list[str] | None = None) -> Detection:
+    """Try the methods cheapest first and stop at the first payload of this key that decodes.
+
+    The p-value is multiplied by every test that could have run (each method, and each
+    gain hypothesis of stdmDct), so stopping early does not flatter it.
+    """
+    height, width = rgb.shape[:2]
+    names = [name for name in (methods or METHOD_NAMES) if get_method(name).accepts(width, height)]
+    tests = sum(len(getattr(get_method(name), "GAINS", (1.0,))) for name in names)
+    for name in names:
+        method = get_method(name)
+        codec = codec_for(method, key)
+        reader = getattr(method, "extract_candidates", None)
+        best = None
+        for scores in (reader(rgb, key) if reader else [method.extract(rgb, key)]):
+            bits = (scores > 0).astype(np.uint8)
+            decoded = codec.decode(bits)
+            if decoded is not None and (best is None or decoded.flipped < best[0].flipped):
+                best = (decoded, bits)
+        if best is not None:
+            decoded, bits = best
+            return Detection(
+                marked=True,
+                method=name,
+                p_value=min(1.0, false_alarm_probability(method.layout, decoded.flipped) * tests),
+                bit_accuracy=float(np.mean(decoded.codeword == bits)),
+                dataset_match=True,
+                record_index=decoded.record_index,
+                record_key=None,
+                methods_tried=names,
+            )
+    return Detection(False, None, 1.0, None, False, None, None, methods_tried=names)
+
+
+def detect_image(image_or_path: Image.Image | np.ndarray | str | Path, key: str | bytes | None = None,
+                 registry: str | Path | Registry | None = None, method: str | None = None) -> Detection:
+    """Look for a mark of `key` (default: the key saved beside `registry`) with every method, or `method`.
+
+    With a registry, a decoded payload is traced to its record key.
+    """
+    secret = resolve_key(key, registry)
+    if method is not None and method != "auto":
+        get_method(method)  # unknown names fail with the list of valid ones
+    detection = detect_pixels(_load_rgb(image_or_path), secret, None if method in (None, "auto") else [method])
+    if isinstance(image_or_path, (str, Path)):
+        detection.source = str(image_or_path)
+    if registry is not None and detection.marked:
+        table = registry if isinstance(registry, Registry) else Registry(registry)
+        entries = table.lookup(dataset_fingerprint(secret), detection.method, detection.record_index)
+        detection.candidates = [entry.record_key for entry in entries]
+        detection.record_key = entries[0].record_key if entries else None
+        detection.dataset_match = bool(entries) or _registry_has_dataset(table, dataset_fingerprint(secret))
+    return detection
+
+
+def _registry_has_dataset(registry: Registry, dataset: str) -> bool:
+    return dataset in set(registry.table["dataset"].to_pylist())
