@@ -1,0 +1,416 @@
+"""Real source images and synthetic visible marks drawn on them.
+
+The visible-mark classifier is trained, and measured, on real pictures that are
+installed on the machine (photos from opencv-doc and scikit-image, public-domain
+openclipart drawings, Fashion-MNIST) with marks drawn on the fly: text in many
+fonts, openclipart logos, tiled semi-transparent patterns, corner credits and
+banners, at many sizes, opacities, positions and colours.
+
+Sources are split by a hash of their identity, so a benchmark can draw marks on
+images that training never saw (`split="holdout"`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+OPENCLIPART = Path("/usr/share/openclipart/png")
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+HOLDOUT_FRACTION = 0.25
+"""Share of every source kind kept away from training, chosen by hash of the source id."""
+
+# Symbol-only and display-size fonts draw no letters; they would teach nothing.
+_FONT_NAME_SKIP = ("cmex", "cmsy", "cmmi", "stixsiz", "stixnonuni", "lastresort", "mathjax", "display",
+                   "dingbat", "symbol", "d050000l")
+
+_AGENCIES = ("Shutterstock", "Getty Images", "iStock", "Alamy", "Adobe Stock", "Dreamstime",
+             "123RF", "Depositphotos", "Pond5", "Fotolia", "Bigstock", "Can Stock Photo")
+_NAMES = ("Maria Lopez", "J. Smith", "Anna Kowalska", "Tom Becker", "Li Wei", "Sara Nilsson",
+          "Pixel Studio", "Bright Lens", "NORDIC FOTO", "Kim Photography", "A. Rossi", "Studio 54")
+_WORDS = ("SAMPLE", "PREVIEW", "PROOF", "COPYRIGHT", "WATERMARK", "DO NOT COPY", "COMP",
+          "draft", "licensed", "photo")
+_DOMAINS = ("www.pixelstudio.com", "brightlens.net", "kimphoto.co", "nordicfoto.se", "fotos-rossi.it")
+
+
+def is_holdout(source_id: str) -> bool:
+    digest = hashlib.blake2b(source_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < HOLDOUT_FRACTION
+
+
+def _in_split(source_id: str, split: str) -> bool:
+    if split == "all":
+        return True
+    return is_holdout(source_id) == (split == "holdout")
+
+
+@lru_cache(maxsize=None)
+def font_paths() -> tuple[str, ...]:
+    """Every usable TrueType/OpenType font on the machine, plus matplotlib's bundled ones."""
+    found: set[str] = set()
+    if shutil.which("fc-list"):
+        try:
+            listing = subprocess.run(["fc-list", ":", "file"], capture_output=True, text=True, timeout=30)
+            found.update(line.split(":")[0].strip() for line in listing.stdout.splitlines())
+        except (OSError, subprocess.SubprocessError):
+            pass
+    for root in (Path("/usr/share/fonts"), Path.home() / ".fonts"):
+        if root.is_dir():
+            found.update(str(p) for p in root.rglob("*") if p.suffix.lower() in (".ttf", ".otf"))
+    try:
+        import matplotlib
+
+        bundled = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+        found.update(str(p) for p in bundled.glob("*.ttf"))
+    except ImportError:
+        pass
+    usable = sorted(
+        p for p in found
+        if p.lower().endswith((".ttf", ".otf")) and not any(s in Path(p).name.lower() for s in _FONT_NAME_SKIP)
+        and _draws_latin(p)
+    )
+    if not usable:
+        raise RuntimeError("no TrueType fonts found: install fonts-dejavu-core or matplotlib")
+    return tuple(usable)
+
+
+def _draws_latin(font_path: str) -> bool:
+    """False for fonts that lack Latin letters (they draw the same missing-glyph box for all)."""
+    try:
+        font = ImageFont.truetype(font_path, 24)
+        masks = {bytes(font.getmask(letter)) for letter in "aRx"}
+    except OSError:
+        return False
+    return len(masks) == 3
+
+
+@lru_cache(maxsize=None)
+def font_split(split: str) -> tuple[str, ...]:
+    """Fonts for a split; held-out fonts are used only by the benchmark."""
+    fonts = tuple(f for f in font_paths() if _in_split(Path(f).name, split))
+    return fonts or font_paths()
+
+
+# ---------------------------------------------------------------- real sources
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    source_id: str
+    kind: str  # photo | drawing | fashion
+    path: str | None = None
+    index: int | None = None
+
+
+@lru_cache(maxsize=None)
+def _photo_sources() -> tuple[SourceImage, ...]:
+    sources = []
+    if OPENCV_DATA.is_dir():
+        for path in sorted(OPENCV_DATA.iterdir()):
+            if path.suffix.lower() in (".jpg", ".png"):
+                sources.append(SourceImage(f"opencv:{path.name}", "photo", str(path)))
+    for name in ("astronaut", "brick", "camera", "cat", "chelsea", "coffee", "coins", "eagle",
+                 "grass", "gravel", "hubble_deep_field", "immunohistochemistry", "moon", "rocket",
+                 "retina", "skin", "motorcycle_left", "lily", "horse"):
+        source = SourceImage(f"skimage:{name}", "photo", name)
+        try:
+            _load_photo(source)  # some scikit-image images are fetched on demand; keep the local ones
+        except Exception:
+            continue
+        sources.append(source)
+    return tuple(sources)
+
+
+@lru_cache(maxsize=None)
+def _drawing_paths() -> tuple[str, ...]:
+    if not OPENCLIPART.is_dir():
+        return ()
+    return tuple(sorted(str(p) for p in OPENCLIPART.rglob("*.png")))
+
+
+@lru_cache(maxsize=None)
+def _fashion_images() -> np.ndarray:
+    path = FASHION_MNIST / "t10k-images-idx3-ubyte.gz"
+    if not path.exists():
+        return np.zeros((0, 28, 28), np.uint8)
+    with gzip.open(path, "rb") as handle:
+        raw = handle.read()
+    return np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)
+
+
+@lru_cache(maxsize=256)
+def _load_photo(source: SourceImage) -> Image.Image:
+    if source.source_id.startswith("skimage:"):
+        from skimage import data as skdata
+
+        name = source.path
+        array = skdata.stereo_motorcycle()[0] if name == "motorcycle_left" else getattr(skdata, name)()
+        if array.ndim == 3 and array.shape[-1] > 3:
+            array = array[..., :3]
+        if array.dtype != np.uint8:
+            array = (255 * (array - array.min()) / max(float(np.ptp(array)), 1e-9)).astype(np.uint8)
+        return Image.fromarray(array).convert("RGB")
+    with Image.open(source.path) as image:
+        return ImageOps.exif_transpose(image).convert("RGB")
+
+
+@lru_cache(maxsize=None)
+def sources(kind: str, split: str) -> tuple[SourceImage, ...]:
+    """Source images of one kind (photo, drawing, fashion) in a split (train, holdout, all)."""
+    if kind == "photo":
+        candidates = _photo_sources()
+    elif kind == "drawing":
+        candidates = tuple(SourceImage(f"clipart:{os.path.basename(p)}", "drawing", p) for p in _drawing_paths())
+    elif kind == "fashion":
+        candidates = tuple(SourceImage(f"fashion:{i}", "fashion", index=i) for i in range(len(_fashion_images())))
+    else:
+        raise ValueError(f"unknown source kind {kind!r}")
+    return tuple(s for s in candidates if _in_split(s.source_id, split))
+
+
+def _random_background(rng: random.Random, size: tuple[int, int], photos: list[SourceImage]) -> Image.Image:
+    choice = rng.random()
+    if choice < 0.35:
+        return Image.new("RGB", size, (255, 255, 255))
+    if choice < 0.6:
+        return Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
+    if choice < 0.8 or not photos:
+        top = np.array([rng.randrange(256) for _ in range(3)], np.float32)
+        bottom = np.array([rng.randrange(256) for _ in range(3)], np.float32)
+        ramp = np.linspace(0, 1, size[1], dtype=np.float32)[:, None, None]
+        grad = top * (1 - ramp) + bottom * ramp
+        return Image.fromarray(np.broadcast_to(grad, (size[1], size[0], 3)).astype(np.uint8))
+    return _random_crop(rng, _load_photo(rng.choice(photos)), size).filter(ImageFilter.GaussianBlur(3))
+
+
+def _random_crop(rng: random.Random, image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    width, height = image.size
+    scale = rng.uniform(0.45, 1.0)
+    crop_w = max(16, int(width * scale))
+    crop_h = max(16, min(height, int(crop_w * size[1] / size[0])))
+    left = rng.randrange(0, max(1, width - crop_w + 1))
+    top = rng.randrange(0, max(1, height - crop_h + 1))
+    return image.crop((left, top, left + crop_w, top + crop_h)).resize(size, Image.BICUBIC)
+
+
+def _paste_drawing(rng: random.Random, canvas: Image.Image, path: str, fill: float) -> None:
+    with Image.open(path) as drawing:
+        drawing = drawing.convert("RGBA")
+    side = int(min(canvas.size) * fill)
+    drawing.thumbnail((side, side), Image.LANCZOS)
+    left = rng.randrange(0, max(1, canvas.width - drawing.width + 1))
+    top = rng.randrange(0, max(1, canvas.height - drawing.height + 1))
+    canvas.paste(drawing, (left, top), drawing)
+
+
+def clean_image(rng: random.Random, split: str, size: int = 320) -> tuple[Image.Image, str]:
+    """A real unmarked picture from the split: a photo crop, a drawing on a background, or fashion."""
+    aspect = rng.choice((1.0, 1.0, 4 / 3, 3 / 4, 3 / 2, 2 / 3))
+    dims = (size, int(size / aspect)) if aspect >= 1 else (int(size * aspect), size)
+    photos = sources("photo", split)
+    kind = rng.choices(("photo", "drawing", "fashion"), weights=(0.45, 0.4, 0.15))[0]
+    if kind == "photo" and photos:
+        source = rng.choice(photos)
+        return _random_crop(rng, _load_photo(source), dims), source.source_id
+    if kind == "drawing" and _drawing_paths():
+        drawings = sources("drawing", split)
+        source = rng.choice(drawings)
+        canvas = _random_background(rng, dims, photos)
+        _paste_drawing(rng, canvas, source.path, rng.uniform(0.6, 1.0))
+        return canvas, source.source_id
+    fashion = sources("fashion", split)
+    if fashion:
+        source = rng.choice(fashion)
+        array = _fashion_images()[source.index]
+        if rng.random() < 0.5:
+            array = 255 - array
+        image = Image.fromarray(array).resize(dims, Image.BICUBIC).convert("RGB")
+        return image, source.source_id
+    source = rng.choice(photos)
+    return _random_crop(rng, _load_photo(source), dims), source.source_id
+
+
+# ---------------------------------------------------------------- marks
+
+
+def _mark_text(rng: random.Random) -> str:
+    year = rng.randrange(1995, 2026)
+    name = rng.choice(_NAMES)
+    options = (
+        f"© {name}", f"© {year} {name}", f"(c) {year} {name}", f"Copyright {year} {name}",
+        rng.choice(_AGENCIES), rng.choice(_AGENCIES).lower(), f"{rng.choice(_AGENCIES)} | {name}",
+        rng.choice(_WORDS), f"@{name.replace(' ', '').replace('.', '').lower()}",
+        rng.choice(_DOMAINS), f"Photo: {name}", f"{name} Photography", f"{name}\n{rng.choice(_DOMAINS)}",
+    )
+    return rng.choice(options)
+
+
+def _mark_colour(rng: random.Random, background: Image.Image) -> tuple[int, int, int]:
+    style = rng.random()
+    if style < 0.4:
+        return (255, 255, 255)
+    if style < 0.65:
+        return (0, 0, 0)
+    if style < 0.8:
+        grey = rng.randrange(60, 200)
+        return (grey, grey, grey)
+    if style < 0.9:
+        # Contrasting with the average background, the way a designer would pick it.
+        mean = np.asarray(background.resize((8, 8))).reshape(-1, 3).mean(0)
+        return tuple(int(255 - m) for m in mean)
+    return tuple(rng.randrange(256) for _ in range(3))
+
+
+def _text_layer(rng: random.Random, text: str, font_path: str, height_px: int,
+                colour: tuple[int, int, int], alpha: int) -> Image.Image:
+    font = ImageFont.truetype(font_path, max(6, height_px))
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    box = probe.multiline_textbbox((0, 0), text, font=font, spacing=2)
+    pad = max(2, height_px // 4)
+    layer = Image.new("RGBA", (box[2] - box[0] + 2 * pad, box[3] - box[1] + 2 * pad), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    origin = (pad - box[0], pad - box[1])
+    effect = rng.random()
+    if effect < 0.2:
+        outline = (0, 0, 0, alpha) if sum(colour) > 380 else (255, 255, 255, alpha)
+        draw.multiline_text(origin, text, font=font, fill=colour + (alpha,), spacing=2,
+                            stroke_width=max(1, height_px // 14), stroke_fill=outline)
+    elif effect < 0.35:
+        shadow = (0, 0, 0, alpha // 2) if sum(colour) > 380 else (255, 255, 255, alpha // 2)
+        offset = max(1, height_px // 12)
+        draw.multiline_text((origin[0] + offset, origin[1] + offset), text, font=font, fill=shadow, spacing=2)
+        draw.multiline_text(origin, text, font=font, fill=colour + (alpha,), spacing=2)
+    else:
+        draw.multiline_text(origin, text, font=font, fill=colour + (alpha,), spacing=2)
+    return layer
+
+
+def _logo_layer(rng: random.Random, split: str, side: int, alpha: int) -> Image.Image | None:
+    drawings = sources("drawing", split)
+    if not drawings:
+        return None
+    with Image.open(rng.choice(drawings).path) as drawing:
+        logo = drawing.convert("RGBA")
+    logo.thumbnail((side, side), Image.LANCZOS)
+    if rng.random() < 0.5:
+        # Single-colour silhouettes, as most stamped logos are.
+        colour = (255, 255, 255) if rng.random() < 0.5 else (0, 0, 0)
+        silhouette = Image.new("RGBA", logo.size, colour + (0,))
+        silhouette.putalpha(logo.getchannel("A"))
+        logo = silhouette
+    scaled_alpha = (np.asarray(logo.getchannel("A"), np.float32) * alpha / 255).astype(np.uint8)
+    logo.putalpha(Image.fromarray(scaled_alpha))
+    return logo
+
+
+def _place(rng: random.Random, canvas: Image.Image, layer: Image.Image, where: str) -> None:
+    width, height = canvas.size
+    margin = int(min(width, height) * rng.uniform(0.01, 0.05))
+    max_left = max(0, width - layer.width)
+    max_top = max(0, height - layer.height)
+    if where == "corner":
+        left = rng.choice((margin, max_left - margin))
+        top = rng.choice((margin, max_top - margin))
+    elif where == "center":
+        left = max_left // 2 + rng.randint(-width // 10, width // 10)
+        top = max_top // 2 + rng.randint(-height // 10, height // 10)
+    else:
+        left, top = rng.randint(0, max_left), rng.randint(0, max_top)
+    canvas.alpha_composite(layer, (min(max(left, 0), max_left), min(max(top, 0), max_top)))
+
+
+def draw_visible_mark(rng: random.Random, image: Image.Image, split: str) -> tuple[Image.Image, str]:
+    """The image with one synthetic visible mark; returns it and the mark style used.
+
+    Sizes are relative to the image (text at least ~3 % of the shorter side), so a
+    mark stays legible at the classifier's input resolution.
+    """
+    canvas = image.convert("RGBA")
+    short = min(canvas.size)
+    fonts = font_split(split)
+    style = rng.choices(("corner", "center", "tiled", "logo", "banner"), weights=(0.3, 0.22, 0.18, 0.15, 0.15))[0]
+    colour = _mark_colour(rng, image)
+    text = _mark_text(rng)
+    if style == "corner":
+        alpha = rng.randint(150, 255)
+        layer = _text_layer(rng, text, rng.choice(fonts), int(short * rng.uniform(0.035, 0.08)), colour, alpha)
+        _place(rng, canvas, _fit(layer, canvas, 0.9), "corner")
+    elif style == "center":
+        alpha = rng.randint(70, 230)
+        layer = _text_layer(rng, text, rng.choice(fonts), int(short * rng.uniform(0.08, 0.2)), colour, alpha)
+        if rng.random() < 0.5:
+            layer = layer.rotate(rng.uniform(-40, 40), expand=True, resample=Image.BICUBIC)
+        _place(rng, canvas, _fit(layer, canvas, 0.95), "center")
+    elif style == "tiled":
+        alpha = rng.randint(60, 170)
+        layer = _text_layer(rng, text.split("\n")[0], rng.choice(fonts), int(short * rng.uniform(0.045, 0.1)),
+                            colour, alpha)
+        angle = rng.choice((0, rng.uniform(-45, 45)))
+        tile = layer.rotate(angle, expand=True, resample=Image.BICUBIC)
+        gap_x, gap_y = int(tile.width * rng.uniform(1.1, 1.8)), int(tile.height * rng.uniform(1.5, 3.0))
+        shift = rng.randrange(gap_x)
+        overlay = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+        for row, top in enumerate(range(-tile.height // 2, canvas.height, max(gap_y, 8))):
+            for left in range(-shift - (row % 2) * gap_x // 2, canvas.width, max(gap_x, 8)):
+                overlay.paste(tile, (left, top), tile)
+        canvas.alpha_composite(overlay)
+    elif style == "logo":
+        alpha = rng.randint(110, 255)
+        logo = _logo_layer(rng, split, int(short * rng.uniform(0.12, 0.3)), alpha)
+        if logo is None:
+            return draw_visible_mark(rng, image, split)
+        if rng.random() < 0.6:
+            caption = _text_layer(rng, text.split("\n")[0], rng.choice(fonts), max(8, logo.height // 3), colour, alpha)
+            combined = Image.new("RGBA", (logo.width + caption.width, max(logo.height, caption.height)), (0, 0, 0, 0))
+            combined.alpha_composite(logo, (0, (combined.height - logo.height) // 2))
+            combined.alpha_composite(caption, (logo.width, (combined.height - caption.height) // 2))
+            logo = combined
+        _place(rng, canvas, _fit(logo, canvas, 0.9), rng.choice(("corner", "center", "anywhere")))
+    else:  # banner: a translucent strip with the credit on it
+        height_px = int(short * rng.uniform(0.04, 0.08))
+        layer = _text_layer(rng, text.split("\n")[0], rng.choice(fonts), height_px, colour, 255)
+        strip_colour = (0, 0, 0) if sum(colour) > 380 else (255, 255, 255)
+        strip = Image.new("RGBA", (canvas.width, layer.height), strip_colour + (rng.randint(90, 200),))
+        strip.alpha_composite(_fit(layer, strip, 0.95), (rng.randint(0, max(0, strip.width - layer.width)), 0))
+        canvas.alpha_composite(strip, (0, rng.choice((0, canvas.height - strip.height))))
+    return canvas.convert("RGB"), style
+
+
+def _fit(layer: Image.Image, canvas: Image.Image, share: float) -> Image.Image:
+    """Shrink a layer that would not fit inside `share` of the canvas."""
+    limit_w, limit_h = int(canvas.width * share), int(canvas.height * share)
+    if layer.width <= limit_w and layer.height <= limit_h:
+        return layer
+    ratio = min(limit_w / layer.width, limit_h / layer.height)
+    return layer.resize((max(1, int(layer.width * ratio)), max(1, int(layer.height * ratio))), Image.LANCZOS)
+
+
+def labelled_sample(rng: random.Random, split: str, marked: bool, size: int = 320) -> tuple[Image.Image, int, str]:
+    """One example for the classifier: (image, 1 if a mark was drawn else 0, description)."""
+    image, source_id = clean_image(rng, split, size)
+    if not marked:
+        return image, 0, f"clean {source_id}"
+    marked_image, style = draw_visible_mark(rng, image, split)
+    return marked_image, 1, f"{style} {source_id}"
+
+
+def seed_for(*parts: object) -> int:
+    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "big")
+
+
+__all__ = [
+    "clean_image", "draw_visible_mark", "font_paths", "font_split", "is_holdout", "labelled_sample",
+    "seed_for", "sources",
+]
