@@ -35,6 +35,7 @@ from dedupkit.sinks import OUTPUT_FORMATS, atomic_write_bytes, atomic_write_tabl
 from dedupkit.sinks.manifest import concat, manifest_view, record_row, rows_to_table
 from dedupkit.sources import Source, SourceOptions, Unit, open_source
 from dedupkit.sources.base import UNIT_STRIDE
+from dedupkit.sources.parquet import ParquetColumns
 
 Stage = Callable[[Iterator[Record]], Iterator[Record]]
 
@@ -300,6 +301,19 @@ def run_clean(
     summary = summarize(manifest, source, output_format if options.write_output else None, options, timings)
     atomic_write_bytes(paths.summary, json.dumps(summary, indent=2, sort_keys=True).encode())
     return summary
+
+
+def open_run_source(out: str | os.PathLike) -> Source:
+    """Reopen the source a finished (or interrupted) run in OUT read, with the same reader settings."""
+    paths = RunPaths(Path(out))
+    if not paths.settings.exists():
+        raise RunError(f"{out}: no dedupkit run here (missing {STATE_FOLDER}/run.json)")
+    fingerprint = json.loads(paths.settings.read_text())
+    source_settings = fingerprint["settings"]["source"]
+    options = SourceOptions(
+        files_per_unit=source_settings["files_per_unit"], columns=ParquetColumns(**source_settings["columns"])
+    )
+    return open_source(fingerprint["source"], options)
 
 
 def summarize(manifest: pa.Table, source: Source, output_format, options: CleanOptions, timings: dict) -> dict:
