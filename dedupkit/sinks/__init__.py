@@ -8,6 +8,7 @@ produces the same files as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -26,14 +27,21 @@ OUTPUT_FORMATS = ("folder", "webdataset", "parquet")
 TEMPORARY_SUFFIX = ".tmp"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def atomic_file(path: Path):
+    """Open PATH's temporary twin for writing; rename it to PATH only if the block completes."""
     temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
     temporary.parent.mkdir(parents=True, exist_ok=True)
     with open(temporary, "wb") as handle:
-        handle.write(data)
+        yield handle
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_file(path) as handle:
+        handle.write(data)
 
 
 def atomic_write_table(path: Path, table: pa.Table, row_group_size: int | None = None) -> None:
@@ -114,8 +122,7 @@ class WebDatasetWriter(ShardWriter):
     extension = "tar"
 
     def _write_shard(self, path: Path, records: list[Record]) -> None:
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        with atomic_file(path) as handle, tarfile.open(fileobj=handle, mode="w", format=tarfile.PAX_FORMAT) as archive:
             for record in records:
                 key = webdataset_key(record.key)
                 members = [(output_extension(record), record.data or b"")]
@@ -134,7 +141,6 @@ class WebDatasetWriter(ShardWriter):
                     info.uid = info.gid = 0
                     info.uname = info.gname = ""
                     archive.addfile(info, io.BytesIO(payload))
-        atomic_write_bytes(path, buffer.getvalue())
 
 
 class ParquetWriter(ShardWriter):
