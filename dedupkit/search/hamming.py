@@ -91,7 +91,7 @@ def hamming_pairs(
     else:
         raise ValueError(f"unknown Hamming search method {method!r}: use auto, flat or mih")
     if queries is None:
-        order = np.lexsort((j, i))
+        order = np.argsort(i * words.shape[0] + j)
         return Pairs(i[order], j[order], d[order], kind)
     return Pairs(i, j, d, kind)
 
