@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pywt
-from PIL import Image
+from PIL import Image, ImageOps
 from scipy.fftpack import dct
 
 from dedupkit.decode import flatten_alpha
@@ -137,6 +137,7 @@ def open_for_hashing(data: bytes, draft_side: int | None = None) -> Image.Image:
     if draft_side and image.format == "JPEG":
         image.draft("RGB", (draft_side, draft_side))
     image.load()
+    image = ImageOps.exif_transpose(image) or image  # as decode.open_image does
     if image.mode == "RGBA":
         return flatten_alpha(image)
     if image.mode in ("LA", "PA") or (image.mode == "P" and "transparency" in image.info):

@@ -1,0 +1,278 @@
+"""Throughput of the signature stages against their peers, measured in the same run.
+
+1. Hashing: images/s of dedupkit's hashing (read bytes, decode, HashStage) against
+   imagededup's `encode_images` on the same folder of real JPEGs (opencv-doc and
+   scikit-image photos, plus resized / cropped / rotated / recompressed versions),
+   for pHash alone and for all four hashes.  dedupkit runs two ways: the exact
+   decode (bit-equal to imagededup) and JPEG draft decoding (reduced-size decode;
+   its bit agreement with the exact hashes is measured and reported).
+2. Embedding: images/s of EmbeddingStage (preprocessing from decoded PIL images,
+   batched forward, float16 + binary codes) against the bare model forward on
+   tensors prepared beforehand.
+
+Prints ratios and writes benchmarks/results/hash_throughput.json.  The machine is
+shared, so absolute numbers move between runs; each comparison alternates its
+contenders and keeps the best of several repeats.
+
+    .venv/bin/python benchmarks/hash_throughput.py [--images 300] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from dedupkit.decode import open_image
+from dedupkit.records import Record
+from dedupkit.samples import load_rgb, opencv_photos, skimage_photos
+from dedupkit.signatures import HASH_KINDS, HashStage, hash_images, open_for_hashing
+
+RESULTS = Path(__file__).parent / "results" / "hash_throughput.json"
+DRAFT_SIDE = {"phash": 128, "all": 256}  # draft keeps both sides >= this; 256 = wHash's thumbnail
+
+
+def source_photos() -> list[Image.Image]:
+    photos = []
+    for path in opencv_photos() + skimage_photos():
+        with Image.open(path) as probe:
+            if probe.mode not in ("RGB", "L") or min(probe.size) < 128 or max(probe.size) > 1400:
+                continue
+        photos.append(load_rgb(path))
+    return photos
+
+
+def variants(image: Image.Image, index: int) -> list[Image.Image]:
+    width, height = image.size
+    crop = image.crop((width // 10, height // 12, width - width // 10, height - height // 12))
+    return [
+        image,
+        image.resize((int(width * 1.5), int(height * 1.5)), Image.BICUBIC),
+        image.resize((max(64, int(width * 0.6)), max(64, int(height * 0.6))), Image.BICUBIC),
+        crop,
+        image.rotate(5 + index % 7, resample=Image.BICUBIC, expand=True, fillcolor=(255, 255, 255)),
+    ]
+
+
+def build_jpeg_folder(folder: Path, count: int) -> list[Path]:
+    paths = []
+    for index, photo in enumerate(source_photos()):
+        for number, variant in enumerate(variants(photo, index)):
+            path = folder / f"{index:03d}_{number}.jpg"
+            variant.save(path, "JPEG", quality=(90, 80, 70)[number % 3])
+            paths.append(path)
+            if len(paths) == count:
+                return paths
+    return paths
+
+
+def dedupkit_hashes(paths: list[Path], kinds: tuple[str, ...], draft_side: int | None) -> dict[str, dict]:
+    """The pipeline's work for hashing: read bytes, decode once, run HashStage."""
+
+    def records():
+        for ordinal, path in enumerate(paths):
+            data = path.read_bytes()
+            image = open_for_hashing(data, draft_side) if draft_side else open_image(data)[0]
+            yield Record(key=path.name, source=str(path), ordinal=ordinal, data=data, image=image)
+
+    signatures = {}
+    for record in HashStage(kinds=kinds)(records()):
+        record.release_pixels()
+        signatures[record.key] = record.signatures
+    return signatures
+
+
+def dedupkit_hashes_sharded(paths: list[Path], kinds: tuple[str, ...], draft_side: int | None, workers: int):
+    """As the process-pool executor runs it: one shard of the files per worker."""
+    shards = [paths[rank::workers] for rank in range(workers)]
+    with ProcessPoolExecutor(workers) as pool:
+        parts = pool.map(dedupkit_hashes, shards, [kinds] * workers, [draft_side] * workers)
+        return {key: value for part in parts for key, value in part.items()}
+
+
+def imagededup_hashes(folder: Path, kinds: tuple[str, ...], workers: int) -> dict[str, dict[str, str]]:
+    from imagededup.methods import AHash, DHash, PHash, WHash
+
+    logging.getLogger("imagededup.methods.hashing").setLevel(logging.WARNING)  # one INFO line per call
+
+    classes = {"phash": PHash, "dhash": DHash, "whash": WHash, "ahash": AHash}
+    return {kind: classes[kind](verbose=False).encode_images(str(folder), num_enc_workers=workers) for kind in kinds}
+
+
+def best_seconds(run, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def draft_agreement(paths: list[Path], kinds: tuple[str, ...], draft_side: int) -> dict:
+    exact = hash_images([open_image(p.read_bytes())[0] for p in paths], kinds)
+    draft = hash_images([open_for_hashing(p.read_bytes(), draft_side) for p in paths], kinds)
+    agreement = {}
+    for kind in kinds:
+        distances = np.unpackbits((exact[kind] ^ draft[kind]).view(np.uint8)).reshape(len(paths), 64).sum(axis=1)
+        agreement[kind] = {
+            "identical_share": round(float(np.mean(distances == 0)), 4),
+            "mean_bits_differing": round(float(distances.mean()), 3),
+            "max_bits_differing": int(distances.max()),
+        }
+    return agreement
+
+
+def check_exactness(folder: Path, paths: list[Path], kinds: tuple[str, ...]) -> bool:
+    from dedupkit.signatures import hash_to_hex
+
+    theirs = imagededup_hashes(folder, kinds, workers=0)
+    ours = dedupkit_hashes(paths, kinds, None)
+    return all(hash_to_hex(ours[name][kind]) == value for kind in kinds for name, value in theirs[kind].items())
+
+
+def hashing_benchmark(count: int, repeats: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        paths = build_jpeg_folder(folder, count)
+        sizes = np.array([Image.open(p).size for p in paths])
+        result = {
+            "images": len(paths),
+            "median_size": [int(v) for v in np.median(sizes, axis=0)],
+            "max_size": [int(v) for v in sizes.max(axis=0)],
+            "exact_path_bit_equal_to_imagededup": check_exactness(folder, paths, HASH_KINDS),
+            "comparisons": {},
+        }
+        print(f"exact path bit-equal to imagededup on all {len(paths)} JPEGs, 4 hashes: "
+              f"{result['exact_path_bit_equal_to_imagededup']}")
+        for label, kinds in (("phash", ("phash",)), ("all", HASH_KINDS)):
+            draft_side = DRAFT_SIDE[label]
+            decoded = [open_image(path.read_bytes())[0] for path in paths]
+            stage = HashStage(kinds=kinds)
+
+            def stage_only():
+                """The stage's own cost when the pipeline has decoded the images for all stages."""
+                for _ in stage(Record(key=str(i), source="bench", image=im) for i, im in enumerate(decoded)):
+                    pass
+
+            contenders = {
+                "dedupkit_stage_only_1_process": stage_only,
+                "imagededup_1_process": lambda: imagededup_hashes(folder, kinds, workers=0),
+                "dedupkit_exact_1_process": lambda: dedupkit_hashes(paths, kinds, None),
+                "dedupkit_draft_1_process": lambda: dedupkit_hashes(paths, kinds, draft_side),
+                "imagededup_2_processes": lambda: imagededup_hashes(folder, kinds, workers=2),
+                "dedupkit_exact_2_processes": lambda: dedupkit_hashes_sharded(paths, kinds, None, 2),
+                "dedupkit_draft_2_processes": lambda: dedupkit_hashes_sharded(paths, kinds, draft_side, 2),
+            }
+            seconds = {name: [] for name in contenders}
+            for _ in range(repeats):  # alternate contenders so load changes hit all of them
+                for name, run in contenders.items():
+                    seconds[name].append(best_seconds(run, 1))
+            rate = {name: len(paths) / min(values) for name, values in seconds.items()}
+            comparison = {
+                "kinds": list(kinds),
+                "draft_side": draft_side,
+                "images_per_second": {name: round(value, 1) for name, value in rate.items()},
+                "speedup_vs_imagededup": {
+                    f"exact, {workers}": round(rate[f"dedupkit_exact_{workers}"] / rate[f"imagededup_{workers}"], 2)
+                    for workers in ("1_process", "2_processes")
+                }
+                | {
+                    f"draft, {workers}": round(rate[f"dedupkit_draft_{workers}"] / rate[f"imagededup_{workers}"], 2)
+                    for workers in ("1_process", "2_processes")
+                },
+                "draft_agreement_with_exact": draft_agreement(paths, kinds, draft_side),
+            }
+            comparison["speedup_vs_imagededup"]["stage only (pre-decoded), 1_process"] = round(
+                rate["dedupkit_stage_only_1_process"] / rate["imagededup_1_process"], 2
+            )
+            del decoded
+            result["comparisons"][label] = comparison
+            print(f"\nhashing {label} ({', '.join(kinds)}) on {len(paths)} JPEGs, images/s:")
+            for name, value in comparison["images_per_second"].items():
+                print(f"  {name:28s} {value:8.1f}")
+            for name, value in comparison["speedup_vs_imagededup"].items():
+                print(f"  dedupkit {name:22s} {value:5.2f}x imagededup")
+            for kind, agreement in comparison["draft_agreement_with_exact"].items():
+                print(f"  draft {draft_side} vs exact {kind}: {agreement}")
+        return result
+
+
+def embedding_benchmark(count: int, repeats: int, batch_size: int) -> dict:
+    import torch
+
+    from dedupkit.signatures.embedders import EfficientNetLite0Embedder, EmbeddingStage
+
+    embedder = EfficientNetLite0Embedder()
+    photos = source_photos()
+    images = [photos[i % len(photos)] for i in range(count)]
+    records = [Record(key=str(i), source="bench", ordinal=i, image=image) for i, image in enumerate(images)]
+    batches = [embedder.pixels([embedder.prepare(im) for im in images[i : i + batch_size]]) for i in range(0, count, batch_size)]
+    stage = EmbeddingStage(embedder, batch_size=batch_size)
+
+    def bare_forward():
+        with torch.inference_mode():
+            for pixels in batches:
+                embedder.features(pixels)
+
+    def run_stage():
+        for record in records:
+            record.signatures.clear()
+        for _ in stage(iter(records)):
+            pass
+
+    bare_forward()  # warm-up: first calls allocate and pick kernels
+    seconds = {"bare_forward": [], "embedding_stage": []}
+    for _ in range(repeats):
+        seconds["bare_forward"].append(best_seconds(bare_forward, 1))
+        seconds["embedding_stage"].append(best_seconds(run_stage, 1))
+    rate = {name: count / min(values) for name, values in seconds.items()}
+    ratio = rate["embedding_stage"] / rate["bare_forward"]
+    print(f"\nembedding ({embedder.name}, {count} photos, batch {batch_size}, {torch.get_num_threads()} threads), images/s:")
+    for name, value in rate.items():
+        print(f"  {name:28s} {value:8.2f}")
+    print(f"  stage / bare forward         {ratio:8.1%}")
+    return {
+        "embedder": embedder.name,
+        "images": count,
+        "batch_size": batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "images_per_second": {name: round(value, 2) for name, value in rate.items()},
+        "stage_over_bare_forward": round(ratio, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=300, help="JPEGs in the hashing folder")
+    parser.add_argument("--embed-images", type=int, default=96)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    result = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+            "note": "shared machine: other jobs ran at the same time; ratios within this run are what count",
+        },
+        "hashing": hashing_benchmark(args.images, args.repeats),
+        "embedding": embedding_benchmark(args.embed_images, args.repeats, args.batch_size),
+    }
+    result["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
