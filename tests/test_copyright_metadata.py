@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dedupkit.copyright.embed_metadata import save_with_rights, xmp_packet
+from dedupkit.copyright.embed_metadata import insert_jpeg_segment, save_with_rights, xmp_packet
 from dedupkit.copyright.metadata import MAX_XMP_BYTES, read_metadata
 from dedupkit.copyright.text_rules import caption_evidence, directive_evidence, holder_from_notice, url_evidence
 
@@ -62,9 +62,14 @@ def test_damaged_real_files_never_raise(name):
     assert all(isinstance(note, str) for note in findings.notes)
 
 
-def test_truncated_png_is_noted():
-    findings = read_metadata((DATA / "truncated_end_chunk.png").read_bytes())
-    assert any("EXIF unreadable" in note for note in findings.notes)
+def test_broken_exif_ifd_is_noted_not_raised(real_photo):
+    jpeg = save_with_rights(real_photo, "JPEG")
+    # An IFD that claims 65535 entries in a 4-byte body.
+    payload = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff\x98\x82"
+    broken = insert_jpeg_segment(jpeg, b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload)
+    findings = read_metadata(broken)
+    assert findings.evidence == []
+    assert any("damaged" in note for note in findings.notes), findings.notes
 
 
 def test_exif_written_into_real_photo(real_photo):
@@ -217,3 +222,14 @@ def test_real_photo_without_metadata_has_no_evidence(real_photo):
     real_photo.save(buffer, "JPEG")
     findings = read_metadata(buffer.getvalue())
     assert findings.evidence == [] and findings.notes == []
+
+
+def test_png_exif_chunk_is_read_without_decoding_pixels(real_photo):
+    found = fields(save_with_rights(real_photo, "PNG", exif_copyright="© PNG Owner"))
+    assert found["exif:Copyright"] == ("© PNG Owner", True, False)
+
+
+def test_real_file_with_corrupt_exif_is_noted():
+    findings = read_metadata((DATA / "hopper_bad_exif.jpg").read_bytes())
+    assert findings.evidence == []
+    assert any("Corrupt EXIF data" in note for note in findings.notes), findings.notes

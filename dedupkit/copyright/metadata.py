@@ -104,19 +104,22 @@ def _short_error(exc: BaseException) -> str:
 
 
 def read_exif(image: Image.Image, findings: Findings) -> None:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow warns on damaged EXIF; the note records it
-            exif = image.getexif()
-    except Exception as exc:
-        findings.notes.append(f"EXIF unreadable: {_short_error(exc)}")
+    if image.format == "PNG" and "exif" not in image.info:
+        # Pillow looks for an eXIf chunk after the pixels by decoding them all; writers put it
+        # before IDAT, where the header parse has already found it, so skip the decode.
         return
-    for tag, field_name in ((EXIF_COPYRIGHT, "Copyright"), (EXIF_ARTIST, "Artist")):
+    # Pillow reads damaged IFDs lazily and only warns; the warnings become notes.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
-            raw = exif.get(tag)
+            exif = image.getexif()
+            values = {name: exif.get(tag) for tag, name in ((EXIF_COPYRIGHT, "Copyright"), (EXIF_ARTIST, "Artist"))}
         except Exception as exc:
-            findings.notes.append(f"EXIF {field_name} unreadable: {_short_error(exc)}")
-            continue
+            findings.notes.append(f"EXIF unreadable: {_short_error(exc)}")
+            return
+    for warning in caught[:1]:
+        findings.notes.append(f"EXIF damaged, some fields skipped: {_short_error(warning.message)}")
+    for field_name, raw in values.items():
         text = _clean_text(_exif_utf8(raw), f"EXIF {field_name}", findings.notes)
         if text:
             findings.evidence.append(_claim("exif", field_name, text))
@@ -251,12 +254,14 @@ def read_metadata(data: bytes) -> Findings:
     """
     findings = Findings()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             image = Image.open(io.BytesIO(data))
     except Exception as exc:
         findings.notes.append(f"headers unreadable: {_short_error(exc)}")
         return findings
+    for warning in caught[:1]:  # Pillow parses EXIF while opening a JPEG and only warns on damage
+        findings.notes.append(f"damaged header, some fields skipped: {_short_error(warning.message)}")
     with image:
         for reader in METADATA_READERS:
             try:

@@ -107,6 +107,7 @@ class VisibleMarkScorer:
         self.head.load_state_dict(checkpoint["state_dict"])
         self.head.eval()
         self.threshold = float(checkpoint["threshold"])
+        self.training_summary = dict(checkpoint.get("training", {}))
         self.trunk = FrozenTrunk()
         self.batch_size = batch_size
 
