@@ -41,7 +41,7 @@ h2 { font-size: 17px; margin: 26px 0 10px; }
 code, .key { font-family: "DejaVu Sans Mono", ui-monospace, monospace; font-size: 12px; overflow-wrap: anywhere; }
 .stats { display: flex; flex-wrap: wrap; gap: 8px; margin: 10px 0 4px; padding: 0; list-style: none; }
 .stats li { background: var(--paper); border: 1px solid var(--line); border-radius: 6px; padding: 4px 10px; }
-.stats b { font-size: 16px; }
+.stats strong { font-size: 16px; }
 .kept { color: var(--keep); } .dropped { color: var(--drop); } .skipped { color: var(--skip); }
 nav.pager { display: flex; flex-wrap: wrap; align-items: center; gap: 6px; margin: 12px 0; }
 nav.pager a, nav.pager span { padding: 3px 9px; border: 1px solid var(--line); border-radius: 5px;
@@ -117,7 +117,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], css_class: s
 
 def stat_list(items: Iterable[tuple[str, object, str]]) -> str:
     """A row of `label: value` chips; the third item is an optional CSS class."""
-    chips = "".join(f'<li class="{escape(cls)}">{escape(label)} <b>{escape(value)}</b></li>' for label, value, cls in items)
+    chips = "".join(f'<li class="{escape(cls)}">{escape(label)} <strong>{escape(value)}</strong></li>' for label, value, cls in items)
     return f'<ul class="stats">{chips}</ul>'
 
 
