@@ -145,3 +145,29 @@ def test_training_script_writes_a_loadable_head(tmp_path):
     trained = VisibleMarkScorer(out)
     image, _ = synthetic_marks.clean_image(random.Random(1), "holdout", size=128)
     assert 0.0 <= float(trained.score([image])[0]) <= 1.0 and 0 <= trained.threshold <= 1
+
+
+def test_clip_zero_shot_score_with_local_random_checkpoint(tmp_path, scorer, photo):
+    import open_clip
+    import torch
+    from test_embedders import TINY_CLIP, TINY_CLIP_CONFIG
+
+    config = tmp_path / f"{TINY_CLIP}.json"
+    config.write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(config)
+    torch.manual_seed(0)
+    model, _, _ = open_clip.create_model_and_transforms(TINY_CLIP)
+    checkpoint = tmp_path / "tiny-random.pt"
+    torch.save(model.state_dict(), checkpoint)
+
+    stage = CopyrightStage(clip_model=TINY_CLIP, clip_pretrained=str(checkpoint))
+    stage._scorer = scorer
+    out = run(stage, [record("a", save_with_rights(photo, "PNG"))])
+    clip_score = out["a"].columns["visible_mark_clip_score"]
+    assert 0.0 <= clip_score <= 1.0
+
+    missing = CopyrightStage(clip_model=TINY_CLIP, clip_pretrained=str(tmp_path / "absent.pt"))
+    missing._scorer = scorer
+    out = run(missing, [record("b", save_with_rights(photo, "PNG"))])
+    assert out["b"].columns["visible_mark_clip_score"] is None
+    assert out["b"].columns["visible_mark_score"] is not None

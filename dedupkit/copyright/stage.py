@@ -27,6 +27,7 @@ mark in scraped data and the one regurgitated outputs reproduce.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from dedupkit.copyright.metadata import CREATOR_FIELDS, Evidence, Findings, read
 from dedupkit.copyright.text_rules import caption_evidence, directive_evidence, holder_from_notice, url_evidence
 from dedupkit.records import Record
 from dedupkit.signatures.batching import map_alive_in_batches
+
+logger = logging.getLogger(__name__)
 
 COPYRIGHT_COLUMNS = (
     "copyright_marked", "training_prohibited", "rights_holder", "copyright_evidence",
@@ -125,15 +128,37 @@ class CopyrightStage:
     visible_marks: score decoded pixels with the shipped visible-mark classifier.
     visible_mark_threshold: score at which a visible mark alone marks the image;
         None uses the threshold stored with the weights.
+    clip_model, clip_pretrained: an open_clip model name and tag or checkpoint path;
+        when given, a zero-shot score goes into `visible_mark_clip_score` (reported
+        only, uncalibrated).  Missing weights are logged once and the column stays None.
     """
 
     def __init__(self, visible_marks: bool = True, visible_mark_threshold: float | None = None,
-                 head_path: str | Path | None = None, batch_size: int = 16) -> None:
+                 head_path: str | Path | None = None, batch_size: int = 16,
+                 clip_model: str | None = None, clip_pretrained: str | None = None) -> None:
         self.visible_marks = visible_marks
         self.visible_mark_threshold = visible_mark_threshold
         self.head_path = head_path
         self.batch_size = batch_size
-        self._scorer = None  # built on first use, so the stage pickles light for process pools
+        self.clip_model, self.clip_pretrained = clip_model, clip_pretrained
+        # Models are built on first use, so the stage pickles light for process pools.
+        self._scorer = None
+        self._clip_scorer = None
+        self._clip_unavailable = False
+
+    @property
+    def clip_scorer(self):
+        if self._clip_scorer is None and self.clip_model and not self._clip_unavailable:
+            from dedupkit.copyright.clip_zero_shot import ClipZeroShotMarkScorer
+            from dedupkit.signatures.embedders import MissingWeightsError
+
+            try:
+                self._clip_scorer = ClipZeroShotMarkScorer(self.clip_model, self.clip_pretrained or "",
+                                                           batch_size=self.batch_size)
+            except MissingWeightsError as exc:
+                logger.warning("CLIP zero-shot visible-mark score skipped: %s", exc)
+                self._clip_unavailable = True
+        return self._clip_scorer
 
     @property
     def scorer(self):
@@ -151,7 +176,7 @@ class CopyrightStage:
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_scorer"] = None
+        state["_scorer"] = state["_clip_scorer"] = None
         return state
 
     def __call__(self, records: Iterable[Record]) -> Iterator[Record]:
@@ -167,9 +192,13 @@ class CopyrightStage:
             yield record
 
     def _tag_batch(self, batch: list[Record]) -> None:
-        scores = self.scorer.score([record.image for record in batch])
-        for record, score in zip(batch, scores):
+        images = [record.image for record in batch]
+        scores = self.scorer.score(images)
+        clip_scores = self.clip_scorer.score(images) if self.clip_scorer is not None else [None] * len(batch)
+        for record, score, clip_score in zip(batch, scores, clip_scores):
             self._write(record, float(score))
+            if self.clip_model:
+                record.columns["visible_mark_clip_score"] = None if clip_score is None else round(float(clip_score), 4)
 
     def _write(self, record: Record, score: float | None, notes: Iterable[str] = ()) -> None:
         threshold = self.threshold if score is not None else None
