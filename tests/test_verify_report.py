@@ -113,7 +113,7 @@ def test_tiny_verify_arms_writes_report_json_and_html(tmp_path):
     assert report["reference"] == {"distinct_training_images": 6, "raw_training_images": 10, "duplicated_groups": 1}
     assert "above_control_max" in report["arms"]["cleaned"]["embedding"]
     assert report["arms"]["raw"]["watermark"]["marked"]["count"] == 0 and len(watermark_calls) == 12
-    assert (tmp_path / "out" / "checkpoints" / "raw" / "checkpoint.pt").exists()
+    assert len(list((tmp_path / "out" / "checkpoints").glob("raw-*/checkpoint.pt"))) == 1
     page = (tmp_path / "out" / "report.html").read_text()
     assert "data:image/png;base64," in page and "cleaned" in page
     assert json.loads((tmp_path / "out" / "report.json").read_text())["mode"] == "arms"

@@ -17,7 +17,15 @@ from PIL import Image
 from dedupkit.verify.images import ImageSet, list_image_files, load_images
 from dedupkit.verify.measure import Embedder, Reference, WatermarkDetector, measure_replication
 from dedupkit.verify.metrics import ReplicationCriterion
-from dedupkit.verify.model import ModelConfig, TrainConfig, TrainProgress, pick_device, sample, train_model
+from dedupkit.verify.model import (
+    ModelConfig,
+    TrainConfig,
+    TrainProgress,
+    pick_device,
+    run_fingerprint,
+    sample,
+    train_model,
+)
 from dedupkit.verify.report import write_report
 
 ArmProgress = Callable[[str, TrainProgress], None]
@@ -90,23 +98,28 @@ def compare_arms(
     watermark_detector: WatermarkDetector | None = None,
     progress: ArmProgress | None = None,
     extra_report: dict | None = None,
+    work_dir: str | Path | None = None,
 ) -> dict:
     """Train the same model with the same budget and seed on every arm, sample each, and
     measure replication of `reference` (the raw training data) in their generations.
 
     `arms` maps a name to training data (anything `load_images` reads); the first arm is
     the baseline the others' reductions are computed against.  `groups[i]` is the
-    duplicate group of reference image i (default: exact pixel copies).  Checkpoints go
-    to out_dir/checkpoints/<arm>, so an interrupted run resumes where it stopped.
+    duplicate group of reference image i (default: exact pixel copies).  Checkpoints and
+    generations go to `work_dir` (default out_dir), one checkpoint folder per arm and
+    training run, so an interrupted run resumes where it stopped and a changed arm
+    starts afresh.
     """
     out = Path(out_dir)
+    work = Path(work_dir) if work_dir is not None else out
     resolution, grayscale = options.model.resolution, options.grayscale
     reference_set = Reference.from_training(load_images(reference, resolution, grayscale), groups)
     holdout_set = load_images(holdout, resolution, grayscale) if holdout is not None else None
     results = {}
     for name, data in arms.items():
         training = load_images(data, resolution, grayscale)
-        results[name] = train_and_sample(name, training, options, out / "checkpoints" / name, progress)
+        checkpoints = work / "checkpoints" / f"{name}-{run_fingerprint(training, options.model, options.train)}"
+        results[name] = train_and_sample(name, training, options, checkpoints, progress)
     measurement = measure_replication(
         {name: result.generations for name, result in results.items()},
         reference_set,
@@ -120,7 +133,7 @@ def compare_arms(
         measurement.sets[name].summary["training"] = {
             k: v for k, v in dataclasses.asdict(result).items() if k not in ("name", "generations")
         }
-        np.savez_compressed(out / f"generations_{name}.npz", pixels=result.generations.pixels)
+        np.savez_compressed(work / f"generations_{name}.npz", pixels=result.generations.pixels)
     settings = {
         "model": dataclasses.asdict(options.model),
         "train": dataclasses.asdict(options.train) | {"device": str(pick_device(options.train.device))},

@@ -1,0 +1,320 @@
+"""Does cleaning stop a diffusion model from copying its training data?
+
+Fashion-MNIST (Debian's dataset-fashion-mnist) with duplication planted the way web
+data has it: a few images appear 10 to 100 times, partly as exact copies and partly
+as near-duplicate variants (small shifts, crops, contrast changes, rotations) that a
+perceptual hash partly misses.  Three arms get the same model, budget and seed:
+
+- raw:        everything;
+- imagededup: imagededup's PHash `find_duplicates_to_remove` at its default threshold
+              (as Carlini et al. deduplicated CIFAR-10 before retraining);
+- dedupkit:   `dedupkit.pipeline.run_clean`, the `dedupkit clean` command.
+
+Each model's generations are compared with the raw training set (Carlini et al.'s
+normalized l2; real Fashion-MNIST test images as the control) and the script prints
+the replication of each arm against the raw arm's, with 95 % Wilson intervals.
+
+    python benchmarks/mitigation.py --config cpu        # 3 arms within 60 min on 2 free cores
+    python benchmarks/mitigation.py --config gpu        # 32 px, more images, for a GPU
+    python benchmarks/mitigation.py --config cpu --arms raw   # train one arm (resumable);
+    python benchmarks/mitigation.py --config cpu        # a later full run reuses its checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dedupkit.verify import ModelConfig, ReplicationCriterion, TrainConfig, VerifyOptions, compare_arms, rich_progress
+from dedupkit.verify.datasets import load_fashion_mnist
+
+HERE = Path(__file__).resolve().parent
+ARMS = ("raw", "imagededup", "dedupkit")
+
+
+@dataclass(frozen=True)
+class Planting:
+    distinct: int
+    """Images that appear once."""
+    duplicated: int
+    """Images planted many times."""
+    min_copies: int = 10
+    max_copies: int = 100
+    variant_share: float = 0.5
+    """Share of each duplicated image's copies that are near-duplicate variants, not exact."""
+    holdout: int = 500
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    planting: Planting
+    options: VerifyOptions
+
+
+def _options(resolution, widths, attention, steps, batch, samples, inference_steps, lr=2e-3) -> VerifyOptions:
+    return VerifyOptions(
+        model=ModelConfig(resolution=resolution, channels=1, block_out_channels=widths, attention=attention),
+        train=TrainConfig(steps=steps, batch_size=batch, learning_rate=lr, warmup_steps=max(1, steps // 25), checkpoint_every=100),
+        samples=samples,
+        inference_steps=inference_steps,
+        criterion=ReplicationCriterion(mode="absolute", max_distance=0.03, n_neighbours=50),
+    )
+
+
+CONFIGS = {
+    # The issue's measured point: 0.65M-parameter UNet at 16 px, 2,500 steps at batch 64,
+    # ~16 min per arm on 2 free cores, so three arms fit in 60 minutes.
+    "cpu": BenchmarkConfig(Planting(distinct=300, duplicated=20), _options(16, (32, 64), False, 2500, 64, 500, 50)),
+    # A reduced but real run for a busy shared CPU: fewer images, fewer steps.
+    "reduced": BenchmarkConfig(
+        Planting(distinct=200, duplicated=10, holdout=300), _options(16, (32, 64), False, 800, 64, 300, 25)
+    ),
+    # Larger: 32 px, 3,000 distinct images, 100 duplicated, a wider UNet with attention.
+    "gpu": BenchmarkConfig(
+        Planting(distinct=3000, duplicated=100, holdout=2000),
+        _options(32, (64, 128, 256), True, 20000, 128, 2000, 50, lr=1e-3),
+    ),
+    # Plumbing check in seconds; its numbers mean nothing.
+    "smoke": BenchmarkConfig(Planting(distinct=30, duplicated=3, holdout=50), _options(16, (8, 16), False, 5, 8, 20, 2)),
+}
+
+
+# ----------------------------------------------------------------------------- planted duplication
+
+
+def near_duplicate(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A variant a person would call the same picture: one small edit, sometimes two."""
+    picture = Image.fromarray(image, "L")
+    size = picture.size[0]
+    edits = rng.choice(["shift", "crop", "contrast", "rotate"], size=rng.integers(1, 3), replace=False)
+    for edit in edits:
+        if edit == "shift":
+            dx, dy = rng.integers(-2, 3, size=2)
+            picture = picture.transform(picture.size, Image.Transform.AFFINE, (1, 0, -dx, 0, 1, -dy), fillcolor=0)
+        elif edit == "crop":
+            margin = int(rng.integers(1, 4))
+            picture = picture.crop((margin, margin, size - margin, size - margin)).resize((size, size), Image.Resampling.BICUBIC)
+        elif edit == "contrast":
+            array = np.asarray(picture, dtype=np.float32)
+            factor, offset = rng.uniform(0.7, 1.3), rng.uniform(-20, 20)
+            picture = Image.fromarray(np.clip((array - 128) * factor + 128 + offset, 0, 255).astype(np.uint8), "L")
+        else:
+            picture = picture.rotate(float(rng.uniform(4, 10) * rng.choice([-1, 1])), Image.Resampling.BICUBIC, fillcolor=0)
+    return np.asarray(picture, dtype=np.uint8)
+
+
+@dataclass
+class PlantedData:
+    images: np.ndarray
+    """uint8 (N, 28, 28), shuffled."""
+    groups: np.ndarray
+    """Duplicate family of every image (the source image's Fashion-MNIST index)."""
+    kind: np.ndarray
+    """'single', 'original' (first appearance of a duplicated image), 'exact' or 'variant'."""
+    duplicated_families: np.ndarray
+    holdout: np.ndarray
+
+
+def plant(planting: Planting) -> PlantedData:
+    train, _ = load_fashion_mnist("train")
+    test, _ = load_fashion_mnist("test")
+    rng = np.random.default_rng(planting.seed)
+    chosen = rng.choice(len(train), planting.distinct + planting.duplicated, replace=False)
+    families = chosen[planting.distinct :]
+    images, groups = [train[i] for i in chosen], list(chosen)
+    kind = ["single"] * planting.distinct + ["original"] * planting.duplicated
+    for family in families:
+        extra = int(rng.integers(planting.min_copies, planting.max_copies + 1)) - 1
+        variants = int(round(extra * planting.variant_share))
+        for copy in range(extra):
+            is_variant = copy < variants
+            images.append(near_duplicate(train[family], rng) if is_variant else train[family])
+            groups.append(family)
+            kind.append("variant" if is_variant else "exact")
+    order = rng.permutation(len(images))
+    holdout = test[rng.choice(len(test), planting.holdout, replace=False)]
+    return PlantedData(
+        images=np.stack(images)[order],
+        groups=np.asarray(groups)[order],
+        kind=np.asarray(kind)[order],
+        duplicated_families=families,
+        holdout=holdout,
+    )
+
+
+def write_folder(images: np.ndarray, folder: Path) -> Path:
+    """PNG files named by index; kept when an earlier run already wrote these very images."""
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+    marker = folder / ".complete"
+    if marker.exists() and marker.read_text() == digest:
+        return folder
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for index, image in enumerate(images):
+        Image.fromarray(image, "L").save(folder / f"{index:06d}.png")
+    marker.write_text(digest)
+    return folder
+
+
+def index_of(name: str) -> int:
+    return int(Path(name).stem)
+
+
+# ----------------------------------------------------------------------------- the cleaning arms
+
+
+def clean_with_imagededup(raw_folder: Path) -> tuple[np.ndarray, dict]:
+    """Indices kept by imagededup's PHash at its default threshold (max_distance_threshold=10)."""
+    from imagededup.methods import PHash
+
+    started = time.perf_counter()
+    removed = PHash(verbose=False).find_duplicates_to_remove(image_dir=raw_folder)
+    removed_indices = {index_of(name) for name in removed}
+    total = len(list(raw_folder.glob("*.png")))
+    kept = np.array(sorted(set(range(total)) - removed_indices), dtype=np.int64)
+    return kept, {"seconds": time.perf_counter() - started, "method": "imagededup PHash find_duplicates_to_remove, default threshold"}
+
+
+def clean_with_dedupkit(raw_folder: Path, work: Path) -> tuple[np.ndarray, dict]:
+    """Indices kept by `dedupkit clean` (dedupkit.pipeline.run_clean, default options)."""
+    from dedupkit.pipeline import run_clean
+
+    started = time.perf_counter()
+    out = work / "dedupkit-clean"
+    summary = run_clean(str(raw_folder), out, overwrite=True)
+    kept = np.array(sorted(index_of(path.name) for path in (out / "data").rglob("*.png")), dtype=np.int64)
+    return kept, {"seconds": time.perf_counter() - started, "method": "dedupkit.pipeline.run_clean", "summary": summary}
+
+
+def cleaning_summary(data: PlantedData, kept: np.ndarray) -> dict:
+    """What a cleaner kept of the planted duplication (ground truth known here)."""
+    mask = np.zeros(len(data.images), bool)
+    mask[kept] = True
+    remaining = [int(mask[data.groups == family].sum()) for family in data.duplicated_families]
+    left = {kind: f"{int((mask & (data.kind == kind)).sum())}/{int((data.kind == kind).sum())}" for kind in
+            ("single", "original", "exact", "variant")}
+    return {
+        "kept": int(mask.sum()),
+        "removed": int((~mask).sum()),
+        "left_by_kind": left,
+        "copies_per_duplicated_family_left": {"mean": float(np.mean(remaining)), "max": int(max(remaining))},
+    }
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    parser.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of raw,imagededup,dedupkit")
+    parser.add_argument("--steps", type=int, help="override the training steps")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
+    parser.add_argument("--embed", action="store_true", help="add the EfficientNet-Lite0 cosine view (slower)")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    config = CONFIGS[args.config]
+    options = config.options
+    if args.steps:
+        options = dataclasses.replace(options, train=dataclasses.replace(options.train, steps=args.steps))
+    arms = [a for a in args.arms.split(",") if a]
+    unknown = set(arms) - set(ARMS)
+    if unknown:
+        parser.error(f"unknown arm(s) {sorted(unknown)}; choose from {', '.join(ARMS)}")
+
+    name = f"mitigation_{args.config}" + ("" if args.steps is None else f"_{options.train.steps}steps")
+    work = HERE / ".cache" / name
+    if set(arms) != set(ARMS):
+        name += "_" + "-".join(arms)
+    results = HERE / "results" / name
+    work.mkdir(parents=True, exist_ok=True)
+
+    data = plant(config.planting)
+    raw_folder = write_folder(data.images, work / "raw")
+    kept_by_arm, cleaning = {}, {}
+    for arm in arms:
+        if arm == "raw":
+            kept, info = np.arange(len(data.images)), {"method": "none"}
+        elif arm == "imagededup":
+            kept, info = clean_with_imagededup(raw_folder)
+        else:
+            kept, info = clean_with_dedupkit(raw_folder, work)
+        kept_by_arm[arm] = kept
+        cleaning[arm] = info | cleaning_summary(data, kept)
+        print(f"{arm:>10}: kept {cleaning[arm]['kept']} of {len(data.images)}; "
+              f"copies per duplicated image left: {cleaning[arm]['copies_per_duplicated_family_left']}", flush=True)
+
+    embed = None
+    if args.embed:
+        from dedupkit.signatures.embedders import EfficientNetLite0Embedder
+
+        embed = EfficientNetLite0Embedder().embed
+
+    started = time.perf_counter()
+    with rich_progress() as progress:
+        report = compare_arms(
+            {arm: data.images[kept] for arm, kept in kept_by_arm.items()},
+            data.images,
+            results,
+            holdout=data.holdout,
+            options=options,
+            groups=[int(g) for g in data.groups],
+            embed=embed,
+            progress=progress,
+            work_dir=work,
+            extra_report={
+                "benchmark": {
+                    "config": args.config,
+                    "planting": dataclasses.asdict(config.planting),
+                    "raw_images": len(data.images),
+                    "cleaning": cleaning,
+                    "torch_threads": args.threads,
+                    "cpu_count": __import__("os").cpu_count(),
+                    "note": "CPU shared with other jobs during this run: absolute times are disturbed",
+                }
+            },
+        )
+    report["benchmark"]["seconds"] = time.perf_counter() - started
+    print_comparison(report)
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / f"{name}.json").write_text(json.dumps(report, indent=2, default=str))
+    print(f"report: {results / 'report.html'}")
+    return 0
+
+
+def print_comparison(report: dict) -> None:
+    arms = report["arms"]
+    control = report["control"]
+    print(f"\nreplica: {report['criterion']['description']}")
+    print(f"{'set':>14} {'train imgs':>10} {'replicas (95% CI)':>28} {'distinct':>9} {'groups':>7} {'vs raw':>8}")
+    for name, arm in list(arms.items()) + [("held-out real", control)]:
+        rate = arm["replicated"]
+        cell = f"{rate['count']}/{rate['total']} {100 * rate['rate']:.1f}% [{100 * rate['low']:.1f},{100 * rate['high']:.1f}]"
+        reduction = arm.get("reduction_vs_raw")
+        print(
+            f"{name:>14} {arm.get('training', {}).get('training_images', '-'):>10} {cell:>28} "
+            f"{arm['distinct_training_images_replicated']:>9} {arm['distinct_groups_replicated']:>7} "
+            f"{'-' if reduction is None else f'{100 * reduction:.0f}%':>8}"
+        )
+    if {"raw", "imagededup", "dedupkit"} <= set(arms):
+        raw, imagededup, ours = (arms[a]["distinct_groups_replicated"] for a in ("raw", "imagededup", "dedupkit"))
+        target = raw > 0 and ours <= 0.1 * raw and ours < imagededup
+        print(f"target (dedupkit >= 90% fewer distinct images than raw, fewer than imagededup): {'MET' if target else 'NOT MET'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
