@@ -18,7 +18,9 @@ import pytest
 from PIL import Image
 
 from conftest import jpeg, png, thumbnails, write_folder
-from dedupkit.pipeline import RunError, run_clean
+from dedupkit.decode import DecodeLimits
+from dedupkit.pipeline import CleanOptions, RunError, run_clean
+from dedupkit.sources import SourceOptions
 from dedupkit.report import write_cluster_report
 from dedupkit.report.clusters import describe_distance, ordered_clusters
 from dedupkit.report.html import page_count, pager
@@ -198,6 +200,29 @@ def test_pages_split_at_page_size_and_stale_pages_go(fresh_run):
     assert sorted(p.name for p in (fresh_run / "report").glob("skipped-*.html")) == ["skipped-0002.html"]
     write_cluster_report(fresh_run, page_size=clusters, rows_per_page=3)
     assert not list((fresh_run / "report").glob("skipped-*.html"))
+
+
+def test_thumbnails_made_by_several_workers_match_one(fresh_run, tmp_path):
+    """Units of 3 files, so the members are spread over several units read in parallel."""
+    small_units = tmp_path / "small-units"
+    source = json.loads((fresh_run / "summary.json").read_text())["source"]
+    run_clean(source, small_units, CleanOptions(source=SourceOptions(files_per_unit=3)))
+    write_cluster_report(small_units, workers=2)
+    write_cluster_report(fresh_run, workers=1)
+    thumbs = lambda out: {p.relative_to(out).as_posix(): p.read_bytes() for p in (out / "report").rglob("*.jpg")}
+    assert thumbs(small_units) == thumbs(fresh_run) and thumbs(fresh_run)
+    pictures = lambda out: [(f["key"], f["src"]) for _, ms in ReportPage(out / "report.html").clusters for f in ms]
+    assert pictures(small_units) == pictures(fresh_run)
+
+
+def test_thumbnails_use_the_run_s_decode_limits(real_photo, tmp_path):
+    """A run that accepted 12-px images (default limit 16) must show them, not refuse them."""
+    tiny = real_photo.resize((12, 12))
+    src = write_folder(tmp_path / "src", {"tiny.png": png(tiny), "tiny.bmp": encode(tiny, "BMP")})
+    run_clean(str(src), tmp_path / "out", CleanOptions(limits=DecodeLimits(min_side=8)))
+    write_cluster_report(tmp_path / "out")
+    [(_, figures)] = ReportPage(tmp_path / "out" / "report.html").clusters
+    assert len(figures) == 2 and all(f["src"] for f in figures)
 
 
 def test_members_beyond_the_limit_are_counted_not_lost(fresh_run):

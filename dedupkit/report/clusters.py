@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dedupkit.pipeline import RunError, _reason_kind, open_run_source
+from dedupkit.decode import DecodeLimits
+from dedupkit.pipeline import RunError, RunPaths, _reason_kind, open_run_source
 from dedupkit.records import DROPPED, KEPT, SKIPPED
 from dedupkit.report.html import (
     Thumbnail,
@@ -151,6 +152,7 @@ def write_cluster_report(
         thumb_px,
         workers=workers,
         unavailable=unavailable,
+        limits=_run_limits(layout.out),
     )
 
     header = _header(manifest, summary, len(clusters), unavailable if source is None else "")
@@ -245,6 +247,14 @@ def _read_summary(out: Path) -> dict:
         return json.loads((out / "summary.json").read_text())
     except (OSError, ValueError):
         return {}
+
+
+def _run_limits(out: Path) -> DecodeLimits:
+    """The decode limits the run used, so a picture it accepted is not refused here."""
+    try:
+        return DecodeLimits(**json.loads(RunPaths(out).settings.read_text())["settings"]["limits"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DecodeLimits()
 
 
 def _run_source(out: Path):

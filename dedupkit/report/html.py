@@ -12,6 +12,7 @@ import hashlib
 import html
 import io
 import math
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -161,13 +162,14 @@ def make_thumbnails(
     side: int,
     workers: int = 1,
     unavailable: str = "source not available",
+    limits: DecodeLimits = DecodeLimits(),
 ) -> dict[int, Thumbnail]:
     """Thumbnails of the requested records under `folder`, keyed by ordinal.
 
     Only the source units that hold a requested record are read, each once, and each
     picture is decoded once; thumbnails already on disk (same bytes, same size) are
     reused without touching the source.  With no source, every missing one gets the
-    note `unavailable`.
+    note `unavailable`.  `limits` should be the run's, so whatever the run decoded decodes here.
     """
     results: dict[int, Thumbnail] = {}
     pending: dict[int, dict[int, str]] = {}
@@ -183,9 +185,10 @@ def make_thumbnails(
         results.update((o, Thumbnail(None, unavailable)) for wanted in pending.values() for o in wanted)
         return results
     units = {unit.index: unit for unit in source.units()}
-    jobs = [(source, units.get(index), wanted, folder, side) for index, wanted in sorted(pending.items())]
+    jobs = [(source, units.get(index), wanted, folder, side, limits) for index, wanted in sorted(pending.items())]
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+        # spawn, as the pipeline's pool does: forking a process that holds Arrow threads can hang.
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
             for made in pool.map(_thumbnails_of_unit, *zip(*jobs)):
                 results.update(made)
     else:
@@ -194,14 +197,16 @@ def make_thumbnails(
     return results
 
 
-def _thumbnails_of_unit(source: Source, unit, wanted: dict[int, str], folder: Path, side: int) -> dict[int, Thumbnail]:
+def _thumbnails_of_unit(
+    source: Source, unit, wanted: dict[int, str], folder: Path, side: int, limits: DecodeLimits
+) -> dict[int, Thumbnail]:
     made: dict[int, Thumbnail] = {}
     if unit is not None:
         for record in source.read(unit):
             expected = wanted.get(record.ordinal)
             if expected is None:
                 continue
-            made[record.ordinal] = _thumbnail_of(record.data, expected, folder, side)
+            made[record.ordinal] = _thumbnail_of(record.data, expected, folder, side, limits)
             if len(made) == len(wanted):
                 break
     for ordinal in wanted:
@@ -209,14 +214,14 @@ def _thumbnails_of_unit(source: Source, unit, wanted: dict[int, str], folder: Pa
     return made
 
 
-def _thumbnail_of(data: bytes | None, expected_sha256: str, folder: Path, side: int) -> Thumbnail:
+def _thumbnail_of(data: bytes | None, expected_sha256: str, folder: Path, side: int, limits: DecodeLimits) -> Thumbnail:
     if data is None:
         return Thumbnail(None, "unreadable in the source now")
     if hashlib.sha256(data).hexdigest() != expected_sha256:
         return Thumbnail(None, "changed in the source since the run")
     name = thumbnail_name(expected_sha256, side)
     try:
-        atomic_write_bytes(folder / name, thumbnail_jpeg(data, side))
+        atomic_write_bytes(folder / name, thumbnail_jpeg(data, side, limits))
     except DecodeError as exc:
         return Thumbnail(None, f"cannot decode: {exc}")
     return Thumbnail(name)
