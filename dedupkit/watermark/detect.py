@@ -14,6 +14,8 @@ from dedupkit.watermark.methods import METHOD_NAMES, get_method
 from dedupkit.watermark.payload import (
     KEY_FILE_NAME,
     WatermarkKeyError,
+    chase_decode,
+    chase_trials,
     dataset_fingerprint,
     false_alarm_probability,
     load_key,
@@ -70,31 +72,56 @@ def _load_rgb(image_or_path: Image.Image | np.ndarray | str | Path) -> np.ndarra
     return np.asarray(image)[..., :3]
 
 
+CHASE_UNRELIABLE_BITS = 6
+"""Soft-score methods also try flipping every pattern of their 6 least reliable bits."""
+
+
+def _trials_per_read(method) -> int:
+    return chase_trials(CHASE_UNRELIABLE_BITS) if method.soft_scores else 1
+
+
+def false_alarm_bound(method_name: str) -> float:
+    """Probability that one detection with this method flags an unmarked image (union bound over
+    its gain hypotheses and soft-decoding trials)."""
+    method = get_method(method_name)
+    reads = len(getattr(method, "GAINS", (1.0,)))
+    return min(1.0, reads * _trials_per_read(method) * false_alarm_probability(method.layout))
+
+
+def _p_value(method, flipped: int) -> float:
+    """Chance that one read of an unmarked image decodes this well (flips beyond t come from soft trials)."""
+    if flipped <= method.layout.correctable:
+        return false_alarm_probability(method.layout, flipped)
+    return _trials_per_read(method) * false_alarm_probability(method.layout)
+
+
 def detect_pixels(rgb: np.ndarray, key: bytes, methods: list[str] | None = None) -> Detection:
     """Try the methods cheapest first and stop at the first payload of this key that decodes.
 
-    The p-value is multiplied by every test that could have run (each method, and each
+    The p-value is multiplied by every read that could have run (each method, and each
     gain hypothesis of stdmDct), so stopping early does not flatter it.
     """
     height, width = rgb.shape[:2]
     names = [name for name in (methods or METHOD_NAMES) if get_method(name).accepts(width, height)]
-    tests = sum(len(getattr(get_method(name), "GAINS", (1.0,))) for name in names)
+    reads = sum(len(getattr(get_method(name), "GAINS", (1.0,))) for name in names)
     for name in names:
         method = get_method(name)
         codec = codec_for(method, key)
         reader = getattr(method, "extract_candidates", None)
         best = None
         for scores in (reader(rgb, key) if reader else [method.extract(rgb, key)]):
-            bits = (scores > 0).astype(np.uint8)
-            decoded = codec.decode(bits)
+            if method.soft_scores:
+                decoded = chase_decode(codec, scores, CHASE_UNRELIABLE_BITS)
+            else:
+                decoded = codec.decode((scores > 0).astype(np.uint8))
             if decoded is not None and (best is None or decoded.flipped < best[0].flipped):
-                best = (decoded, bits)
+                best = (decoded, (scores > 0).astype(np.uint8))
         if best is not None:
             decoded, bits = best
             return Detection(
                 marked=True,
                 method=name,
-                p_value=min(1.0, false_alarm_probability(method.layout, decoded.flipped) * tests),
+                p_value=min(1.0, _p_value(method, decoded.flipped) * reads),
                 bit_accuracy=float(np.mean(decoded.codeword == bits)),
                 dataset_match=True,
                 record_index=decoded.record_index,

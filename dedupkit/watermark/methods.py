@@ -26,6 +26,8 @@ class WatermarkMethod(ABC):
     """The payload bit budget that fits this method's capacity."""
     keyed_positions: bool = False
     """True when the key also chooses where bits go (not only the whitening of the payload)."""
+    soft_scores: bool = False
+    """True when extract() gives graded confidences (used for soft-decision decoding)."""
 
     def accepts(self, width: int, height: int) -> bool:
         return min(width, height) >= self.min_side
@@ -178,6 +180,7 @@ class SpreadTransformDct(WatermarkMethod):
     name = "stdmDct"
     min_side = TILE * BLOCK
     keyed_positions = True
+    soft_scores = True
     GAINS = (1.0, 0.8, 1.2, 0.9, 1.1)
 
     def __init__(self, layout: PayloadLayout, step: float = 32.0, passes: int = 3):

@@ -229,6 +229,38 @@ class PayloadCodec:
         )
 
 
+def chase_decode(codec: PayloadCodec, scores: np.ndarray, unreliable: int) -> DecodedPayload | None:
+    """Soft-decision (Chase-II) decoding: also try every flip pattern of the least reliable bits.
+
+    Returns the decoded payload whose codeword disagrees least with the soft scores
+    (sum of |score| over disagreeing bits).  Each of the 2**unreliable patterns is one
+    more chance for noise to decode, so `chase_trials` counts them for the false-alarm bound.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    hard = (scores > 0).astype(np.uint8)
+    weakest = np.argsort(np.abs(scores))[:unreliable]
+    best, best_cost = None, np.inf
+    for pattern in range(2**unreliable):
+        trial = hard.copy()
+        for position, bit in enumerate(weakest):
+            if pattern >> position & 1:
+                trial[bit] ^= 1
+        decoded = codec.decode(trial)
+        if decoded is None:
+            continue
+        cost = float(np.abs(scores)[decoded.codeword != hard].sum())
+        if cost < best_cost:
+            best, best_cost = decoded, cost
+    if best is None:
+        return None
+    return DecodedPayload(best.dataset_id, best.record_index, best.codeword,
+                          int(np.count_nonzero(best.codeword != hard)))
+
+
+def chase_trials(unreliable: int) -> int:
+    return 2**unreliable
+
+
 def false_alarm_probability(layout: PayloadLayout, mismatches: int | None = None) -> float:
     """Probability that n fair coin flips land within `mismatches` (default t) of a codeword of this key.
 
