@@ -93,6 +93,7 @@ class ReportPage(HTMLParser):
         self.urls: list[tuple[str, str, str]] = []
         self.tags: list[str] = []
         self.meta: list[dict] = []
+        self.ids: set[str] = set()
         self._section = ""
         self._figure: dict | None = None
         self._in_key = False
@@ -107,6 +108,8 @@ class ReportPage(HTMLParser):
         for name in ("src", "href", "action", "srcset", "poster", "data"):
             if name in attributes:
                 self.urls.append((tag, name, attributes[name]))
+        if "id" in attributes:
+            self.ids.add(attributes["id"])
         if tag == "meta":
             self.meta.append(attributes)
         if tag == "h2":
@@ -225,6 +228,30 @@ def test_thumbnails_use_the_run_s_decode_limits(real_photo, tmp_path):
     assert len(figures) == 2 and all(f["src"] for f in figures)
 
 
+def test_near_duplicates_show_their_kind_distance_and_tags(fresh_run):
+    """The columns the near-duplicate search and the copyright/watermark stages add, as they will look."""
+    rows = manifest(fresh_run)
+    largest = max(clusters_in_manifest(rows).values(), key=len)
+    copies = [m["key"] for m in largest if m["key"] != m["keeper_key"]]
+    planted = {copies[0]: ("hash", 6.0), copies[1]: ("embedding", 0.0314)}
+    for row in rows:
+        row["dup_kind"], row["distance"] = planted.get(row["key"], (row["dup_kind"], row["distance"]))
+        row["copyright_marked"] = row["key"] == copies[0]
+        row["visible_mark_score"] = 0.87 if row["key"] == copies[0] else None
+        row["watermark"] = "stdm:00ff" if row["key"] == copies[1] else ""
+    pq.write_table(pa.Table.from_pylist(rows), fresh_run / "manifest.parquet")
+    write_cluster_report(fresh_run)
+    page = ReportPage(fresh_run / "report.html")
+    figures = page.clusters[0][1]
+    assert [f["key"] for f in figures[:3]] == [largest[0]["keeper_key"], copies[1], copies[0]]
+    assert "embedding: 1\u2212cos 0.031" in figures[1]["text"] and "watermarked" in figures[1]["text"]
+    assert "hash: 6 bits apart" in figures[2]["text"]
+    assert "\u00a9 marked" in figures[2]["text"] and "mark 0.87" in figures[2]["text"]
+    assert "exact copy" in figures[3]["text"] and "marked" not in figures[3]["text"]
+    exact = sum(r["status"] == "dropped" and r["dup_kind"] == "exact" for r in rows)
+    assert f"dropped by kind: embedding 1, exact {exact}, hash 1" in (fresh_run / "report.html").read_text()
+
+
 def test_members_beyond_the_limit_are_counted_not_lost(fresh_run):
     write_cluster_report(fresh_run, max_members=2)
     page = ReportPage(fresh_run / "report.html")
@@ -255,8 +282,10 @@ def test_pages_reference_only_their_own_files(fresh_run):
         for tag, attribute, url in page.urls:
             parts = urlsplit(url)
             assert not parts.scheme and not parts.netloc, f"{page.path.name}: external {tag} {attribute}={url}"
-            target = (page.path.parent / unquote(parts.path)).resolve()
+            target = (page.path.parent / unquote(parts.path)).resolve() if parts.path else page.path.resolve()
             assert target.is_relative_to(fresh_run.resolve()) and target.is_file(), f"{page.path.name}: broken {url}"
+            if parts.fragment:
+                assert parts.fragment in ReportPage(target).ids, f"{page.path.name}: no anchor for {url}"
         assert "http://" not in page.path.read_text() and "https://" not in page.path.read_text()
 
 

@@ -74,6 +74,7 @@ figcaption .key { display: block; margin: 2px 0; }
 .badge { display: inline-block; font-size: 11px; font-weight: 600; padding: 0 6px; border-radius: 9px;
          border: 1px solid currentColor; margin: 0 3px 2px 0; }
 p.more { margin: 8px 0 0; }
+nav.jump { padding: 8px 24px; background: var(--card); border-bottom: 1px solid var(--line); font-size: 13px; }
 """
 
 
@@ -165,6 +166,7 @@ def write_cluster_report(
             layout, number, cluster_pages, clusters[window], shown[window], window.start, len(clusters),
             thumbnails, thumb_px, from_root)]
         if from_root:
+            body.insert(1, _jump_links(lists))
             body += [_list_section(layout, records, 1, rows_per_page, from_root=True) for records in lists]
         else:
             body.append(f'<p><a href="{layout.href("clusters", 1, False, "skipped")}">Skipped records</a></p>')
@@ -274,13 +276,12 @@ def _document(summary: dict, number: int, pages: int | None, body: list[str], th
 
 def _header(manifest: pa.Table, summary: dict, clusters: int, warning: str) -> str:
     """The run's summary, counted from the manifest itself so it matches what the pages list."""
-    statuses = Counter(manifest["status"].to_pylist())
-    skipped_reasons = Counter(
-        _reason_kind(r) for r, s in zip(_column(manifest, "reason"), manifest["status"].to_pylist()) if s == SKIPPED
-    )
-    dropped_kinds = Counter(
-        k or "other" for k, s in zip(_column(manifest, "dup_kind"), manifest["status"].to_pylist()) if s == DROPPED
-    )
+    statuses = _counts(manifest["status"])
+    skipped = manifest.filter(pc.equal(manifest["status"], SKIPPED))
+    skipped_reasons = Counter(_reason_kind(r) for r in _column(skipped, "reason"))
+    dropped = manifest.filter(pc.equal(manifest["status"], DROPPED))
+    dropped_kinds = _counts(pc.fill_null(dropped["dup_kind"], "other")) if "dup_kind" in dropped.column_names else (
+        {"other": dropped.num_rows} if dropped.num_rows else {})
     chips = stat_list(
         [("records", f"{manifest.num_rows:,}", ""), ("kept", f"{statuses.get(KEPT, 0):,}", "kept"),
          ("dropped", f"{statuses.get(DROPPED, 0):,}", "dropped"), ("skipped", f"{statuses.get(SKIPPED, 0):,}", "skipped"),
@@ -297,6 +298,11 @@ def _header(manifest: pa.Table, summary: dict, clusters: int, warning: str) -> s
     notes = "".join(f'<div class="muted">{d}</div>' for d in details)
     warn = f'<div class="skipped">Thumbnails missing: {escape(warning)}</div>' if warning else ""
     return f'<header class="top"><h1>dedupkit report</h1>{subtitle}{chips}{notes}{warn}</header>'
+
+
+def _counts(column: pa.ChunkedArray) -> dict:
+    counted = pc.value_counts(column)
+    return {v.as_py(): c.as_py() for v, c in zip(counted.field("values"), counted.field("counts"))}
 
 
 def _clusters_section(layout: Layout, number: int, pages: int, clusters: list[list[dict]], shown: list[list[dict]],
@@ -378,6 +384,13 @@ def _badges(member: dict) -> list[str]:
     if member.get("watermark"):
         badges.append("watermarked")
     return badges
+
+
+def _jump_links(lists: list[RecordList]) -> str:
+    links = " \u00b7 ".join(
+        f'<a href="#{records.series}">{escape(records.title.lower())} ({len(records.rows):,})</a>' for records in lists
+    )
+    return f'<nav class="jump">Also on this page: {links}</nav>'
 
 
 def _list_section(layout: Layout, records: RecordList, number: int, rows_per_page: int, from_root: bool) -> str:
