@@ -304,10 +304,12 @@ def test_thumbnails_are_small_jpegs_reused_without_the_source(fresh_run, tmp_pat
         write_cluster_report(fresh_run, thumb_px=64)
         figures = [f for _, ms in ReportPage(fresh_run / "report.html").clusters for f in ms]
         assert all(f["src"] for f in figures), "thumbnails already made need no source"
+        assert "not shown" not in (fresh_run / "report.html").read_text()
         write_cluster_report(fresh_run, thumb_px=80)
         figures = [f for _, ms in ReportPage(fresh_run / "report.html").clusters for f in ms]
         assert not any(f["src"] for f in figures)
         assert all("source not available" in f["text"] for f in figures)
+        assert f"{members} pictures not shown: source not available" in (fresh_run / "report.html").read_text()
         assert not list((fresh_run / "report" / "thumbs").rglob("*-64.jpg")), "unreferenced thumbnails removed"
     finally:
         moved.rename(source)

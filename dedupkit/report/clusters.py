@@ -156,25 +156,24 @@ def write_cluster_report(
         limits=_run_limits(layout.out),
     )
 
-    header = _header(manifest, summary, len(clusters), unavailable if source is None else "")
+    missing = Counter(t.note for t in thumbnails.values() if not t.path)
+    header = _header(manifest, summary, len(clusters), missing)
     cluster_pages = page_count(len(clusters), page_size)
     written = set()
     for number in range(1, cluster_pages + 1):
         from_root = number == 1
         window = page_slice(number, page_size)
-        body = [header, '<main>', _clusters_section(
+        body = [header + _jump_links(layout, lists, from_root), "<main>", _clusters_section(
             layout, number, cluster_pages, clusters[window], shown[window], window.start, len(clusters),
-            thumbnails, thumb_px, from_root)]
+            thumbnails, from_root)]
         if from_root:
-            body.insert(1, _jump_links(lists))
             body += [_list_section(layout, records, 1, rows_per_page, from_root=True) for records in lists]
-        else:
-            body.append(f'<p><a href="{layout.href("clusters", 1, False, "skipped")}">Skipped records</a></p>')
         body.append("</main>")
         written.add(write_page(layout.path("clusters", number), _document(summary, number, cluster_pages, body, thumb_px)))
     for records in lists:
         for number in range(2, page_count(len(records.rows), rows_per_page) + 1):
-            body = [header, "<main>", _list_section(layout, records, number, rows_per_page, from_root=False), "</main>"]
+            body = [header + _jump_links(layout, lists, False), "<main>",
+                    _list_section(layout, records, number, rows_per_page, from_root=False), "</main>"]
             written.add(write_page(layout.path(records.series, number), _document(summary, number, None, body, thumb_px)))
 
     _remove_stale_pages(layout, written)
@@ -274,7 +273,7 @@ def _document(summary: dict, number: int, pages: int | None, body: list[str], th
     return page(title, "\n".join(body), CLUSTER_CSS + f":root {{ --thumb: {thumb_px}px; }}")
 
 
-def _header(manifest: pa.Table, summary: dict, clusters: int, warning: str) -> str:
+def _header(manifest: pa.Table, summary: dict, clusters: int, missing: Counter) -> str:
     """The run's summary, counted from the manifest itself so it matches what the pages list."""
     statuses = _counts(manifest["status"])
     skipped = manifest.filter(pc.equal(manifest["status"], SKIPPED))
@@ -296,7 +295,10 @@ def _header(manifest: pa.Table, summary: dict, clusters: int, warning: str) -> s
     fmt = summary.get("source_format")
     subtitle = f'<div class="muted">source <code>{source}</code>' + (f" ({escape(fmt)})" if fmt else "") + "</div>"
     notes = "".join(f'<div class="muted">{d}</div>' for d in details)
-    warn = f'<div class="skipped">Thumbnails missing: {escape(warning)}</div>' if warning else ""
+    warn = "".join(
+        f'<div class="skipped">{n:,} picture{"s" if n > 1 else ""} not shown: {escape(note)}</div>'
+        for note, n in missing.most_common()
+    )
     return f'<header class="top"><h1>dedupkit report</h1>{subtitle}{chips}{notes}{warn}</header>'
 
 
@@ -306,7 +308,7 @@ def _counts(column: pa.ChunkedArray) -> dict:
 
 
 def _clusters_section(layout: Layout, number: int, pages: int, clusters: list[list[dict]], shown: list[list[dict]],
-                      first_index: int, total: int, thumbnails: dict[int, Thumbnail], thumb_px: int, from_root: bool) -> str:
+                      first_index: int, total: int, thumbnails: dict[int, Thumbnail], from_root: bool) -> str:
     nav = pager(number, pages, lambda n: layout.href("clusters", n, from_root))
     if total == 0:
         return '<h2 id="clusters">Duplicate clusters</h2><p class="muted">No duplicate clusters in this run.</p>'
@@ -386,11 +388,13 @@ def _badges(member: dict) -> list[str]:
     return badges
 
 
-def _jump_links(lists: list[RecordList]) -> str:
+def _jump_links(layout: Layout, lists: list[RecordList], from_root: bool) -> str:
+    """Links to the sections of the first page, from any page."""
+    targets = [("clusters", "duplicate clusters")] + [(r.series, f"{r.title.lower()} ({len(r.rows):,})") for r in lists]
     links = " \u00b7 ".join(
-        f'<a href="#{records.series}">{escape(records.title.lower())} ({len(records.rows):,})</a>' for records in lists
+        f'<a href="{escape(layout.href("clusters", 1, from_root, anchor))}">{escape(label)}</a>' for anchor, label in targets
     )
-    return f'<nav class="jump">Also on this page: {links}</nav>'
+    return f'<nav class="jump">Go to: {links}</nav>'
 
 
 def _list_section(layout: Layout, records: RecordList, number: int, rows_per_page: int, from_root: bool) -> str:
