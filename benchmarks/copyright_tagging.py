@@ -108,8 +108,10 @@ def measure_metadata(images: list[Image.Image], rng: random.Random) -> dict:
             found = {e.name: e.value for e in findings.evidence}
             if expected is None:
                 negatives += 1
-                for name in found:
-                    counts[name]["fp"] += 1
+                # A field read correctly that claims nothing (plus:DataMining = DMI-ALLOWED) is no alarm.
+                for item in findings.evidence:
+                    if item.claims_rights or item.prohibits_training:
+                        counts[item.name]["fp"] += 1
                 prohibited_false += any(e.prohibits_training for e in findings.evidence)
                 continue
             hit = found.get(field_name) == expected
@@ -247,7 +249,11 @@ def visible_mark_metrics(clean: np.ndarray, marked: np.ndarray, styles: list[str
 
 
 def measure_cost(images: list[Image.Image], repeats: int) -> dict:
-    """Metadata tagging time against decode time, on the same files, interleaved to share the noise."""
+    """Metadata tagging time against decode time on the same files.
+
+    Every call is timed `repeats` times and its fastest run kept, for decode and for
+    tagging alike: on a machine shared with other jobs, preemption only ever adds time.
+    """
     notice = "© 2024 Jane Doe"
     packet = xmp_packet(rights=notice, creator="Jane Doe", data_mining="DMI-PROHIBITED-AIMLTRAINING")
     files = []
@@ -259,19 +265,22 @@ def measure_cost(images: list[Image.Image], repeats: int) -> dict:
     records = [Record(key=str(i), source="bench", data=data, caption="a dog on the beach",
                       url="https://example.com/dog.jpg", metadata={"status": "success"})
                for i, data in enumerate(files)]
-    decode_time = tag_time = 0.0
-    for _ in range(repeats):
-        for record in records:
+
+    def fastest(call, argument) -> float:
+        best = float("inf")
+        for _ in range(repeats):
             started = time.perf_counter()
-            open_image(record.data)
-            decode_time += time.perf_counter() - started
-            started = time.perf_counter()
-            text_and_header_evidence(record)
-            tag_time += time.perf_counter() - started
-    calls = repeats * len(records)
-    return {"files": len(records), "repeats": repeats,
-            "decode_ms_per_image": round(1000 * decode_time / calls, 3),
-            "metadata_tagging_ms_per_image": round(1000 * tag_time / calls, 3),
+            call(argument)
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    text_and_header_evidence(records[0])  # warm-up: imports, parser caches
+    decode_time = sum(fastest(open_image, record.data) for record in records)
+    tag_time = sum(fastest(text_and_header_evidence, record) for record in records)
+    pixels = np.mean([image.width * image.height for image in images])
+    return {"files": len(records), "repeats_per_call": repeats, "mean_pixels": int(pixels),
+            "decode_ms_per_image": round(1000 * decode_time / len(records), 3),
+            "metadata_tagging_ms_per_image": round(1000 * tag_time / len(records), 3),
             "tagging_over_decode": round(tag_time / decode_time, 4)}
 
 
@@ -280,7 +289,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=40, help="real images carrying written metadata")
     parser.add_argument("--captions", type=int, default=300)
     parser.add_argument("--visible", type=int, default=300, help="clean and marked held-out images each")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7, help="timing rounds for the cost measurement")
     parser.add_argument("--cost-images", type=int, default=20)
     parser.add_argument("--cost-side", type=int, default=768, help="longest side of the images timed for cost")
     parser.add_argument("--seed", type=int, default=0)

@@ -6,7 +6,8 @@ openclipart drawings, Fashion-MNIST) with marks drawn on the fly: text in many
 fonts, openclipart logos, tiled semi-transparent patterns, corner credits and
 banners, at many sizes, opacities, positions and colours.
 
-Sources are split by a hash of their identity, so a benchmark can draw marks on
+Sources are split by a hash of their identity (near-duplicate families of
+opencv-doc photos hash together), so a benchmark can draw marks on
 images that training never saw (`split="holdout"`).
 """
 
@@ -424,6 +425,6 @@ def seed_for(*parts: object) -> int:
 
 
 __all__ = [
-    "clean_image", "draw_visible_mark", "font_paths", "font_split", "is_holdout", "labelled_sample",
+    "clean_image", "draw_visible_mark", "font_paths", "font_split", "is_holdout", "labelled_sample", "load_photo",
     "seed_for", "sources",
 ]
