@@ -14,7 +14,7 @@ import pytest
 
 from dedupkit.copyright import synthetic_marks
 from dedupkit.copyright.embed_metadata import save_with_rights, xmp_packet
-from dedupkit.copyright.stage import COPYRIGHT_COLUMNS, CopyrightStage
+from dedupkit.copyright.stage import COPYRIGHT_COLUMNS, CopyrightStage, copyright_drop_reason
 from dedupkit.copyright.visible_marks import DEFAULT_HEAD_PATH, VisibleMarkScorer
 from dedupkit.decode import decode_record
 from dedupkit.records import Record
@@ -59,7 +59,10 @@ def test_metadata_only_stage_policy(photo):
         if key != "unreadable":
             assert set(values) == set(COPYRIGHT_COLUMNS) and values["visible_mark_score"] is None
     assert columns["exif"]["copyright_marked"] and columns["exif"]["rights_holder"] == "Ross_Pushinaitis"
-    assert json.loads(columns["exif"]["copyright_evidence"])[0] == {"field": "exif:Copyright", "value": "Ross_Pushinaitis"}
+    assert json.loads(columns["exif"]["copyright_evidence"])[0] == {
+        "field": "exif:Copyright", "value": "Ross_Pushinaitis", "marks": True}
+    assert copyright_drop_reason(columns["exif"]) == "copyright-marked: exif:Copyright=Ross_Pushinaitis"
+    assert copyright_drop_reason(columns["creators"]) is None
     assert not columns["creators"]["copyright_marked"] and columns["creators"]["rights_holder"] == "JOE STEMMER PHOTO"
     assert columns["dmi"]["training_prohibited"] and columns["dmi"]["copyright_marked"]
     assert columns["noai"]["training_prohibited"]

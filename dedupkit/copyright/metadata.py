@@ -62,6 +62,8 @@ class Evidence:
 
     def as_dict(self) -> dict:
         entry = {"field": self.name, "value": self.value}
+        if self.claims_rights:
+            entry["marks"] = True
         if self.prohibits_training:
             entry["training_prohibited"] = True
         return entry

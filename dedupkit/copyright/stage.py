@@ -14,7 +14,9 @@ Manifest columns set on each alive record:
   sidecar metadata carries a noai / noimageai directive.
 - `rights_holder` (str or None): from a notice, else a creator field, else the
   caption's notice or stock agency.
-- `copyright_evidence` (JSON string): every field or rule that fired, with its value.
+- `copyright_evidence` (JSON string): every field or rule that fired, with its value;
+  `"marks": true` on the entries that mark the image, `"training_prohibited": true`
+  on the reservations.
 - `visible_mark_score` (float or None): the classifier's 0..1 score.
 - `copyright_notes` (str or None): evidence that could not be read, and why.
 
@@ -203,3 +205,12 @@ class CopyrightStage:
     def _write(self, record: Record, score: float | None, notes: Iterable[str] = ()) -> None:
         threshold = self.threshold if score is not None else None
         record.columns.update(copyright_columns(record, score, threshold, notes))
+
+
+def copyright_drop_reason(columns: dict) -> str | None:
+    """The one-line reason for `--copyright drop`: the evidence that marked the record, or None if unmarked."""
+    if not columns.get("copyright_marked"):
+        return None
+    marks = [e for e in json.loads(columns.get("copyright_evidence") or "[]") if e.get("marks")]
+    reason = "copyright-marked: " + "; ".join(f"{e['field']}={e['value']}" for e in marks)
+    return reason if len(reason) <= 300 else reason[:297] + "..."
