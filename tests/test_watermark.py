@@ -22,6 +22,7 @@ from dedupkit.watermark import (
     WatermarkStage,
     dataset_fingerprint,
     detect_image,
+    detect_paths,
     detect_pixels,
     false_alarm_probability,
     finalize_registry,
@@ -161,11 +162,11 @@ def test_rivagan_round_trip():
     assert not detect_pixels(rgb, KEY, ["rivaGan"]).marked
 
 
-def test_small_image_method_survives_mild_jpeg_and_brightness_at_64px():
+def test_small_image_method_survives_jpeg_75_and_brightness_at_64px():
     rgb = photo("baboon.jpg", 64)
     chosen = get_method("stdmDct")
     marked = chosen.embed(rgb, codec_for(chosen, KEY).encode(9), KEY)
-    jpeg = np.asarray(Image.open(io.BytesIO(encoded(marked, "JPEG", quality=95))).convert("RGB"))
+    jpeg = np.asarray(Image.open(io.BytesIO(encoded(marked, "JPEG", quality=75))).convert("RGB"))
     assert detect_pixels(jpeg, KEY, ["stdmDct"]).record_index == 9
     darker = np.clip(marked.astype(np.float64) * 0.8, 0, 255).round().astype(np.uint8)
     assert detect_pixels(darker, KEY, ["stdmDct"]).record_index == 9
@@ -237,6 +238,16 @@ def test_images_below_every_method_keep_their_bytes():
     record = record_of(tiny, 1, "png")
     WatermarkStage(KEY).mark(record)
     assert record.data == tiny and record.columns["watermark"] == ""
+
+
+def test_detect_paths_reports_unreadable_files_and_traces_the_rest(tmp_path):
+    marked = get_method("stdmDct").embed(photo("fruits.jpg", 64), codec_for(get_method("stdmDct"), KEY).encode(3), KEY)
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    good.write_bytes(encoded(marked, "PNG"))
+    bad.write_bytes(b"not an image")
+    first, second = detect_paths([good, bad], key=KEY.hex())
+    assert first.marked and first.record_index == 3 and first.error is None
+    assert not second.marked and "not an image" in second.error
 
 
 def test_detect_without_any_key_says_what_to_do(tmp_path):

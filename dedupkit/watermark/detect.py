@@ -42,6 +42,8 @@ class Detection:
     candidates: list[str] = field(default_factory=list)
     methods_tried: list[str] = field(default_factory=list)
     source: str | None = None
+    error: str | None = None
+    """Why the image could not be checked (unreadable, not an image); None when it was."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,3 +156,17 @@ def detect_image(image_or_path: Image.Image | np.ndarray | str | Path, key: str 
 
 def _registry_has_dataset(registry: Registry, dataset: str) -> bool:
     return dataset in set(registry.table["dataset"].to_pylist())
+
+
+def detect_paths(paths: list[str | Path], key: str | bytes | None = None, registry: str | Path | None = None,
+                 method: str | None = None) -> list[Detection]:
+    """`detect_image` for many files, loading the key and registry once; unreadable files get `error`."""
+    secret = resolve_key(key, registry)
+    table = Registry(registry) if registry is not None else None
+    detections = []
+    for path in paths:
+        try:
+            detections.append(detect_image(path, secret, table, method))
+        except DecodeError as exc:
+            detections.append(Detection(False, None, 1.0, None, False, None, None, source=str(path), error=str(exc)))
+    return detections
