@@ -23,7 +23,9 @@ from dedupkit.pipeline import CleanOptions, RunError, run_clean
 from dedupkit.sources import SourceOptions
 from dedupkit.report import write_cluster_report
 from dedupkit.report.clusters import describe_distance, ordered_clusters
-from dedupkit.report.html import page_count, pager
+from dedupkit.report.html import ThumbnailRequest, make_thumbnails, page_count, pager
+from dedupkit.sources.base import UNIT_STRIDE
+from dedupkit.sources.folder import FolderSource
 from dedupkit.samples import encode
 
 SCRIPT_KEY = '<script>alert("x")</script>.bmp'
@@ -218,6 +220,31 @@ def test_thumbnails_made_by_several_workers_match_one(fresh_run, tmp_path):
     assert pictures(small_units) == pictures(fresh_run)
 
 
+class ReadCountingFolder(FolderSource):
+    """The real folder reader, noting which units it was asked to read."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.units_read: list[int] = []
+
+    def read(self, unit):
+        self.units_read.append(unit.index)
+        yield from super().read(unit)
+
+
+def test_only_units_holding_a_wanted_record_are_read_and_twins_decode_once(run, tmp_path):
+    source = ReadCountingFolder(json.loads((run / "summary.json").read_text())["source"], files_per_unit=3)
+    records = [r for unit in source.units() for r in source.read(unit)]
+    by_key = {r.key: r for r in records}
+    wanted = [by_key[k] for k in ("photos/a.jpg", "copies/a_again.jpg", "copies/b copy.png")]
+    source.units_read.clear()
+    made = make_thumbnails(source, [ThumbnailRequest(r.ordinal, r.sha256) for r in wanted], tmp_path, side=48)
+    assert sorted(source.units_read) == sorted({r.ordinal // UNIT_STRIDE for r in wanted})
+    assert len(source.units_read) < len(source.units())
+    assert made[wanted[0].ordinal].path == made[wanted[1].ordinal].path, "identical bytes, one thumbnail"
+    assert len(list(tmp_path.rglob("*.jpg"))) == 2
+
+
 def test_thumbnails_use_the_run_s_decode_limits(real_photo, tmp_path):
     """A run that accepted 12-px images (default limit 16) must show them, not refuse them."""
     tiny = real_photo.resize((12, 12))
@@ -331,6 +358,9 @@ def test_changed_source_bytes_are_not_shown_as_the_record(fresh_run):
 
 def test_a_folder_without_a_run_is_one_clear_error(tmp_path):
     with pytest.raises(RunError, match="no manifest.parquet; run `dedupkit clean"):
+        write_cluster_report(tmp_path)
+    (tmp_path / "manifest.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(RunError, match="manifest.parquet: unreadable"):
         write_cluster_report(tmp_path)
     with pytest.raises(RunError, match="page size must be at least 1"):
         write_cluster_report(tmp_path, page_size=0)

@@ -188,7 +188,10 @@ def read_manifest(out: Path) -> pa.Table:
     path = out / "manifest.parquet"
     if not path.is_file():
         raise RunError(f"{out}: no manifest.parquet; run `dedupkit clean SRC {out}` (or `dedupkit dedup`) first")
-    available = pq.read_schema(path).names
+    try:
+        available = pq.read_schema(path).names
+    except (OSError, pa.ArrowException) as exc:
+        raise RunError(f"{path}: unreadable ({exc}); rerun `dedupkit clean` to rewrite it") from None
     missing = [c for c in ("ordinal", "key", "status") if c not in available]
     if missing:
         raise RunError(f"{path}: not a dedupkit manifest (no {', '.join(missing)} column)")

@@ -167,7 +167,8 @@ def make_thumbnails(
     """Thumbnails of the requested records under `folder`, keyed by ordinal.
 
     Only the source units that hold a requested record are read, each once, and each
-    picture is decoded once; thumbnails already on disk (same bytes, same size) are
+    distinct picture is decoded once (byte-identical twins share a thumbnail, checked
+    against the sha256 the run recorded for each of them); thumbnails already on disk (same bytes, same size) are
     reused without touching the source.  With no source, every missing one gets the
     note `unavailable`.  `limits` should be the run's, so whatever the run decoded decodes here.
     """
@@ -220,6 +221,8 @@ def _thumbnail_of(data: bytes | None, expected_sha256: str, folder: Path, side: 
     if hashlib.sha256(data).hexdigest() != expected_sha256:
         return Thumbnail(None, "changed in the source since the run")
     name = thumbnail_name(expected_sha256, side)
+    if (folder / name).is_file():  # a byte-identical twin read earlier made it
+        return Thumbnail(name)
     try:
         atomic_write_bytes(folder / name, thumbnail_jpeg(data, side, limits))
     except DecodeError as exc:
