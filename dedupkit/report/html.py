@@ -24,7 +24,7 @@ from PIL import Image
 from dedupkit.decode import DecodeError, DecodeLimits, flatten_alpha, open_image
 from dedupkit.sinks import atomic_write_bytes
 from dedupkit.sources import Source
-from dedupkit.sources.base import UNIT_STRIDE
+from dedupkit.sources.base import UNIT_STRIDE, SourceError
 
 CONTENT_SECURITY_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
 
@@ -149,7 +149,7 @@ def thumbnail_jpeg(data: bytes, side: int, limits: DecodeLimits = DecodeLimits()
     """A JPEG at most `side` px on its longer side, from the one safe decode."""
     image, _ = open_image(data, limits)
     image = flatten_alpha(image)
-    image.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=85, optimize=True)
     return buffer.getvalue()
@@ -185,7 +185,11 @@ def make_thumbnails(
     if source is None:
         results.update((o, Thumbnail(None, unavailable)) for wanted in pending.values() for o in wanted)
         return results
-    units = {unit.index: unit for unit in source.units()}
+    try:
+        units = {unit.index: unit for unit in source.units()}
+    except SourceError as exc:
+        results.update((o, Thumbnail(None, f"source not available: {exc}")) for wanted in pending.values() for o in wanted)
+        return results
     jobs = [(source, units.get(index), wanted, folder, side, limits) for index, wanted in sorted(pending.items())]
     if workers > 1 and len(jobs) > 1:
         # spawn, as the pipeline's pool does: forking a process that holds Arrow threads can hang.
@@ -202,16 +206,20 @@ def _thumbnails_of_unit(
     source: Source, unit, wanted: dict[int, str], folder: Path, side: int, limits: DecodeLimits
 ) -> dict[int, Thumbnail]:
     made: dict[int, Thumbnail] = {}
+    missing = "no longer in the source"
     if unit is not None:
-        for record in source.read(unit):
-            expected = wanted.get(record.ordinal)
-            if expected is None:
-                continue
-            made[record.ordinal] = _thumbnail_of(record.data, expected, folder, side, limits)
-            if len(made) == len(wanted):
-                break
+        try:
+            for record in source.read(unit):
+                expected = wanted.get(record.ordinal)
+                if expected is None:
+                    continue
+                made[record.ordinal] = _thumbnail_of(record.data, expected, folder, side, limits)
+                if len(made) == len(wanted):
+                    break
+        except (OSError, SourceError) as exc:  # the shard vanished or broke since the run
+            missing = f"unreadable in the source now: {exc}"
     for ordinal in wanted:
-        made.setdefault(ordinal, Thumbnail(None, "no longer in the source"))
+        made.setdefault(ordinal, Thumbnail(None, missing))
     return made
 
 
