@@ -313,7 +313,9 @@ def test_pages_reference_only_their_own_files(fresh_run):
             assert target.is_relative_to(fresh_run.resolve()) and target.is_file(), f"{page.path.name}: broken {url}"
             if parts.fragment:
                 assert parts.fragment in ReportPage(target).ids, f"{page.path.name}: no anchor for {url}"
-        assert "http://" not in page.path.read_text() and "https://" not in page.path.read_text()
+        text = page.path.read_text()
+        assert "http://" not in text and "https://" not in text
+        assert "url(" not in text and "@import" not in text and "link" not in page.tags
 
 
 def test_thumbnails_are_small_jpegs_reused_without_the_source(fresh_run, tmp_path):
