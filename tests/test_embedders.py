@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+from pathlib import Path
 
 import huggingface_hub.constants
 import numpy as np
@@ -23,6 +25,7 @@ from dedupkit.signatures.embedders import (
     MissingWeightsError,
     OpenClipEmbedder,
     binary_codes,
+    embedder_from_spec,
 )
 
 TINY_CLIP = "dedupkit-test-tiny-vit"
@@ -111,15 +114,24 @@ def test_embedding_stage_keeps_order_and_round_trips_through_parquet(efficientne
     assert np.array_equal(codes_from_column(stored["embedding_code"]), binary_codes(expected))
 
 
-@pytest.fixture
-def tiny_clip_checkpoint(tmp_path):
+def load_script(name: str):
+    path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(params=[".pt", ".safetensors"])
+def tiny_clip_checkpoint(request, tmp_path):
     config = tmp_path / f"{TINY_CLIP}.json"
     config.write_text(json.dumps(TINY_CLIP_CONFIG))
     open_clip.add_model_config(config)
+    checkpoint = load_script("save_random_clip_checkpoint").save_random_checkpoint(
+        TINY_CLIP, tmp_path / f"tiny-random{request.param}", seed=0
+    )
     torch.manual_seed(0)
-    model, _, preprocess = open_clip.create_model_and_transforms(TINY_CLIP)
-    checkpoint = tmp_path / "tiny-random.pt"
-    torch.save(model.state_dict(), checkpoint)
+    model, _, preprocess = open_clip.create_model_and_transforms(TINY_CLIP)  # the same random weights
     return model.eval(), preprocess, checkpoint
 
 
@@ -151,3 +163,11 @@ def test_open_clip_missing_weights_is_one_clear_error(tmp_path, monkeypatch):
         OpenClipEmbedder("RN50", pretrained=str(tmp_path / "missing.safetensors"))
     with pytest.raises(MissingWeightsError, match="no pretrained tag 'not-a-tag'"):
         OpenClipEmbedder("RN50", pretrained="not-a-tag")
+
+
+def test_embedder_spec_builds_open_clip_from_a_checkpoint_and_rejects_unknown_specs(tiny_clip_checkpoint):
+    _, _, checkpoint = tiny_clip_checkpoint
+    embedder = embedder_from_spec(f"open_clip:{TINY_CLIP}:{checkpoint}")
+    assert isinstance(embedder, OpenClipEmbedder) and embedder.dim == 32
+    with pytest.raises(ValueError, match="open_clip:MODEL:TAG_OR_CHECKPOINT_PATH"):
+        embedder_from_spec("clip-large")

@@ -209,6 +209,27 @@ class OpenClipEmbedder(Embedder):
         return self.model.encode_image(pixels.to(self.device)).cpu()
 
 
+DEFAULT_EMBEDDER = "efficientnet-lite0"
+
+
+def embedder_from_spec(spec: str = DEFAULT_EMBEDDER) -> Embedder:
+    """Build an embedder from a command-line spec.
+
+    "efficientnet-lite0" (the offline default), or "open_clip:MODEL:PRETRAINED" where
+    PRETRAINED is an open_clip tag or a checkpoint path, e.g.
+    "open_clip:ViT-B-32:laion2b_s34b_b79k" or "open_clip:ViT-B-32:/models/vit-b-32.safetensors".
+    """
+    if spec == DEFAULT_EMBEDDER:
+        return EfficientNetLite0Embedder()
+    kind, _, rest = spec.partition(":")
+    model_name, _, pretrained = rest.partition(":")
+    if kind != "open_clip" or not model_name or not pretrained:
+        raise ValueError(
+            f"unknown embedder '{spec}': use '{DEFAULT_EMBEDDER}' or 'open_clip:MODEL:TAG_OR_CHECKPOINT_PATH'"
+        )
+    return OpenClipEmbedder(model_name, pretrained)
+
+
 def _square_size(size) -> int:
     if isinstance(size, int):
         return size
