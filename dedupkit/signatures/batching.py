@@ -7,13 +7,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dedupkit.records import Record
 
 
-def map_alive_in_batches(
-    records: Iterable[Record], process: Callable[[list[Record]], None], batch_size: int
-) -> Iterator[Record]:
-    """Yield every record in input order; `process` sees alive records with pixels, `batch_size` at a time.
+def alive_batches(records: Iterable[Record], batch_size: int) -> Iterator[tuple[list[Record], list[Record]]]:
+    """Group a stream into (batch, pending) pairs.
 
-    Records that are not alive (or carry no decoded image) are held back only
-    until the batch before them is processed, so the output order is the input order.
+    `batch` holds up to `batch_size` alive records with pixels; `pending` holds every
+    record read since the previous pair, in input order, batch members included.
+    Yielding each `pending` after its batch is processed keeps the stream's order:
+    records that are not alive wait only until the batch before them is done.
+    The last pair may have an empty batch.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -24,9 +25,17 @@ def map_alive_in_batches(
         if record.alive and record.image is not None:
             batch.append(record)
             if len(batch) == batch_size:
-                process(batch)
-                yield from pending
+                yield batch, pending
                 pending, batch = [], []
-    if batch:
-        process(batch)
-    yield from pending
+    if pending:
+        yield batch, pending
+
+
+def map_alive_in_batches(
+    records: Iterable[Record], process: Callable[[list[Record]], None], batch_size: int
+) -> Iterator[Record]:
+    """Yield every record in input order after `process` has seen its batch."""
+    for batch, pending in alive_batches(records, batch_size):
+        if batch:
+            process(batch)
+        yield from pending

@@ -9,6 +9,7 @@ box-reduced cheaply), then normalization runs once over the whole uint8 batch.
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +20,7 @@ from PIL import Image
 
 from dedupkit.decode import flatten_alpha
 from dedupkit.records import Record
-from dedupkit.signatures.batching import map_alive_in_batches
+from dedupkit.signatures.batching import alive_batches
 
 EMBEDDING = "embedding"
 EMBEDDING_CODE = "embedding_code"
@@ -283,8 +284,11 @@ class EmbeddingStage:
     def signature_names(self) -> tuple[str, ...]:
         return (EMBEDDING,) if self.code_bits is None else (EMBEDDING, EMBEDDING_CODE)
 
-    def _embed_batch(self, records: list[Record]) -> None:
-        embeddings = self.embedder.embed([record.image for record in records])
+    def _prepare(self, records: list[Record]) -> torch.Tensor:
+        return self.embedder.pixels([self.embedder.prepare(record.image) for record in records])
+
+    def _store(self, records: list[Record], pixels: torch.Tensor) -> None:
+        embeddings = self.embedder.embed_pixels(pixels)
         codes = binary_codes(embeddings, self.code_bits) if self.code_bits else None
         for index, record in enumerate(records):
             record.signatures[EMBEDDING] = to_float16_bytes(embeddings[index])
@@ -292,4 +296,19 @@ class EmbeddingStage:
                 record.signatures[EMBEDDING_CODE] = codes[index].tobytes()
 
     def __call__(self, records: Iterable[Record]) -> Iterator[Record]:
-        yield from map_alive_in_batches(records, self._embed_batch, self.batch_size)
+        # One batch of lookahead: Pillow prepares batch k+1 in a thread (it releases the
+        # GIL) while torch runs batch k, so preprocessing hides behind the forward.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-prepare") as preparer:
+            in_flight: tuple[list[Record], list[Record], Future | None] | None = None
+            for batch, pending in alive_batches(records, self.batch_size):
+                prepared = preparer.submit(self._prepare, batch) if batch else None
+                if in_flight is not None:
+                    yield from self._finish(*in_flight)
+                in_flight = (batch, pending, prepared)
+            if in_flight is not None:
+                yield from self._finish(*in_flight)
+
+    def _finish(self, batch: list[Record], pending: list[Record], prepared: Future | None) -> Iterator[Record]:
+        if prepared is not None:
+            self._store(batch, prepared.result())
+        yield from pending
