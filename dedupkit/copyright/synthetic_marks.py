@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -219,9 +220,25 @@ def _random_crop(rng: random.Random, image: Image.Image, size: tuple[int, int]) 
     return image.crop((left, top, left + crop_w, top + crop_h)).resize(size, Image.BICUBIC)
 
 
-def _paste_drawing(rng: random.Random, canvas: Image.Image, path: str, fill: float) -> None:
-    with Image.open(path) as drawing:
-        drawing = drawing.convert("RGBA")
+MAX_DRAWING_PIXELS = 16_000_000
+"""A few openclipart PNGs are rendered at poster size (one is 600 megapixels); they are passed over."""
+
+
+def _load_drawing(rng: random.Random, drawings: tuple[SourceImage, ...]) -> tuple[Image.Image, str]:
+    """A random drawing of the list as RGBA with its source id, skipping the few oversized ones."""
+    while True:
+        source = rng.choice(drawings)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            try:
+                with Image.open(source.path) as drawing:
+                    if drawing.width * drawing.height <= MAX_DRAWING_PIXELS:
+                        return drawing.convert("RGBA"), source.source_id
+            except (Image.DecompressionBombError, OSError):  # unreadable files are passed over too
+                pass
+
+
+def _paste_drawing(rng: random.Random, canvas: Image.Image, drawing: Image.Image, fill: float) -> None:
     side = int(min(canvas.size) * fill)
     drawing.thumbnail((side, side), Image.LANCZOS)
     left = rng.randrange(0, max(1, canvas.width - drawing.width + 1))
@@ -239,11 +256,10 @@ def clean_image(rng: random.Random, split: str, size: int = 320) -> tuple[Image.
         source = rng.choice(photos)
         return _random_crop(rng, load_photo(source), dims), source.source_id
     if kind == "drawing" and _drawing_paths():
-        drawings = sources("drawing", split)
-        source = rng.choice(drawings)
+        drawing, source_id = _load_drawing(rng, sources("drawing", split))
         canvas = _random_background(rng, dims, photos)
-        _paste_drawing(rng, canvas, source.path, rng.uniform(0.6, 1.0))
-        return canvas, source.source_id
+        _paste_drawing(rng, canvas, drawing, rng.uniform(0.6, 1.0))
+        return canvas, source_id
     fashion = sources("fashion", split)
     if fashion:
         source = rng.choice(fashion)
@@ -315,8 +331,7 @@ def _logo_layer(rng: random.Random, split: str, side: int, alpha: int) -> Image.
     drawings = sources("drawing", split)
     if not drawings:
         return None
-    with Image.open(rng.choice(drawings).path) as drawing:
-        logo = drawing.convert("RGBA")
+    logo, _ = _load_drawing(rng, drawings)
     logo.thumbnail((side, side), Image.LANCZOS)
     if rng.random() < 0.5:
         # Single-colour silhouettes, as most stamped logos are.
