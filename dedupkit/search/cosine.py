@@ -1,19 +1,19 @@
 """All pairs of embeddings with cosine similarity at or above a threshold.
 
-- ``flat``: FAISS ``IndexFlatIP.range_search`` on the normalised vectors, exact.
-- ``ivf``: an inverted file over k-means cells, vectors stored as float16 (the
-  signatures are float16 already, so that storage loses nothing for them); each
-  vector probes its ``nprobe`` nearest cells.
+Both methods compare vectors in dense blocks with one matrix product each (BLAS),
+then keep the entries at or above the threshold; memory stays bounded by one block.
 
-HNSW is not offered: its range search aborts inside FAISS 1.15 ("labels == nullptr"
-in RangeSearchResult), and IVF both builds faster on a few cores and meets the recall
-target (see benchmarks/search_scale.py).
+- ``flat``: every pair, exact (the upper triangle of the similarity matrix).
+- ``ivf``: an inverted file.  FAISS k-means (spherical) cuts the set into cells; each
+  vector lives in its nearest cell and visits its ``nprobe`` nearest cells, where
+  it is compared with every vector living there.  A pair is found when either end
+  visits the other's cell, which for near-duplicates (far closer to each other than
+  to any cell boundary) almost always happens; the benchmark measures the recall.
 
-The approximate indexes search a little below the threshold and every candidate
-is then rescored exactly from the input vectors, so what comes back is never beyond
-the threshold; what they can miss is a pair whose vectors fell in cells that were not
-probed.  Both directions of a pair are searched, which recovers most of those.
-Queries go in batches so memory stays bounded by the index plus one batch of results.
+Why not FAISS's own ``IndexIVF*.range_search`` or ``IndexFlatIP.range_search``: they
+scan one query at a time; on this machine IVF range search over 200,000 x 512 float16
+vectors took 290 s, where the same cells compared block by block take a few seconds.
+FAISS's HNSW range search aborts ("labels == nullptr" in RangeSearchResult) in 1.15.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from dedupkit.search.pairs import Pairs
 
 FLAT_MAX_VECTORS = 30_000
 """Above this many vectors `auto` switches from exact search to IVF."""
-QUERY_BATCH = 8192
-_CANDIDATE_MARGIN = 0.01
-"""How far below the threshold the approximate indexes look (float16 storage noise)."""
+BLOCK_ROWS = 1024
+BLOCK_COLUMNS = 8192
+"""A similarity block is at most BLOCK_ROWS x BLOCK_COLUMNS float32 (32 MiB)."""
 
 
 def default_nlist(n: int) -> int:
-    """About 2 sqrt(n) cells: ~2,000 at a million vectors, ~500 vectors per cell."""
-    return int(max(1, min(n // 39, 2 * round(np.sqrt(n)))))
+    """About sqrt(n) cells: 1,000 cells of ~1,000 vectors at a million."""
+    return int(max(1, round(np.sqrt(n))))
 
 
 def cosine_pairs(
@@ -41,7 +41,7 @@ def cosine_pairs(
     *,
     method: str = "auto",
     nlist: int | None = None,
-    nprobe: int = 16,
+    nprobe: int = 4,
     train_size: int = 100_000,
     normalize: bool = True,
     kind: str = "embedding",
@@ -51,75 +51,86 @@ def cosine_pairs(
 
     `embeddings` is (n, d) float16 or float32, normalised here unless `normalize`
     is False.  `method` is "auto" (flat up to FLAT_MAX_VECTORS, IVF above), "flat"
-    or "ivf"; `nlist` (default ~2 sqrt(n)) and `nprobe` tune IVF.
+    or "ivf"; `nlist` (default ~sqrt(n)) and `nprobe` tune IVF.
     """
     embeddings = np.asarray(embeddings)
     if embeddings.ndim != 2 or embeddings.dtype.kind != "f":
         raise ValueError(f"embeddings must be a float (n, d) matrix, got {embeddings.dtype} {embeddings.shape}")
     if not -1.0 <= min_similarity <= 1.0:
         raise ValueError(f"cosine similarity threshold must be within [-1, 1], got {min_similarity}")
-    n, dim = embeddings.shape
+    if method == "auto":
+        method = "flat" if embeddings.shape[0] <= FLAT_MAX_VECTORS else "ivf"
+    if method not in ("flat", "ivf"):
+        raise ValueError(f"unknown cosine search method {method!r}: use auto, flat or ivf")
+    n = embeddings.shape[0]
     if n < 2:
         return Pairs.empty(kind)
-    if method == "auto":
-        method = "flat" if n <= FLAT_MAX_VECTORS else "ivf"
 
-    def batch(start: int) -> np.ndarray:
-        rows = np.ascontiguousarray(embeddings[start : start + QUERY_BATCH], dtype=np.float32)
+    def unit(rows) -> np.ndarray:
+        vectors = np.array(embeddings[rows], dtype=np.float32)
         if normalize:
-            faiss.normalize_L2(rows)
-        return rows
+            faiss.normalize_L2(vectors)
+        return vectors
 
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     if method == "flat":
-        index = faiss.IndexFlatIP(dim)
-        margin = 0.0
-    elif method == "ivf":
-        nlist = nlist or default_nlist(n)
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFScalarQuantizer(
-            quantizer, dim, nlist, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-        )
-        sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, max(train_size, nlist * 39)), replace=False))
-        training = np.ascontiguousarray(embeddings[sample], dtype=np.float32)
-        if normalize:
-            faiss.normalize_L2(training)
-        index.cp.niter = 10
-        index.train(training)
-        del training
-        index.nprobe = min(nprobe, nlist)
-        margin = _CANDIDATE_MARGIN
+        everything = np.arange(n)
+        _join_blocks(unit, everything, everything, min_similarity, found, upper_triangle=True)
     else:
-        raise ValueError(f"unknown cosine search method {method!r}: use auto, flat or ivf")
-
-    for start in range(0, n, QUERY_BATCH):
-        index.add(batch(start))
-
-    found_i, found_j, found_s = [], [], []
-    # FAISS keeps inner products strictly above the radius; the exact check is below.
-    radius = float(np.nextafter(np.float32(min_similarity - margin), np.float32(-2)))
-    for start in range(0, n, QUERY_BATCH):
-        queries = batch(start)
-        limits, similarities, labels = index.range_search(queries, radius)
-        rows = start + np.repeat(np.arange(queries.shape[0]), np.diff(limits.astype(np.int64)))
-        keep = labels != rows if margin else labels > rows
-        rows, labels, similarities = rows[keep], labels[keep], similarities[keep]
-        if margin:
-            similarities = _exact_similarities(embeddings, rows, labels, normalize)
-        keep = similarities >= min_similarity
-        found_i.append(rows[keep])
-        found_j.append(labels[keep])
-        found_s.append(similarities[keep])
-    similarity = np.concatenate(found_s)
-    return Pairs.canonical(np.concatenate(found_i), np.concatenate(found_j), 1.0 - similarity, kind)
+        home, visits = _inverted_file(unit, n, nlist or default_nlist(n), nprobe, train_size, seed)
+        residents = _group_by_cell(home)
+        visitors = _group_by_cell(visits.ravel(), rows=np.repeat(np.arange(n), visits.shape[1]))
+        for cell, living in residents.items():
+            _join_blocks(unit, visitors.get(cell, living), living, min_similarity, found, upper_triangle=False)
+    if not found:
+        return Pairs.empty(kind)
+    i, j, similarity = (np.concatenate(parts) for parts in zip(*found))
+    return Pairs.canonical(i, j, 1.0 - similarity, kind)
 
 
-def _exact_similarities(embeddings, rows, labels, normalize, chunk=65_536):
-    similarities = np.empty(rows.shape[0], dtype=np.float32)
-    for start in range(0, rows.shape[0], chunk):
-        a = embeddings[rows[start : start + chunk]].astype(np.float32)
-        b = embeddings[labels[start : start + chunk]].astype(np.float32)
-        dots = np.einsum("ij,ij->i", a, b)
-        if normalize:
-            dots /= np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-        similarities[start : start + chunk] = dots
-    return similarities
+def _inverted_file(unit, n, nlist, nprobe, train_size, seed):
+    """Each vector's home cell and the `nprobe` cells it visits (home first)."""
+    nlist = min(nlist, n)
+    sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, max(train_size, 30 * nlist)), replace=False))
+    training = unit(sample)
+    kmeans = faiss.Kmeans(training.shape[1], nlist, niter=10, spherical=True, seed=seed, max_points_per_centroid=256)
+    kmeans.train(training)
+    del training
+    centroids = faiss.IndexFlatIP(kmeans.centroids.shape[1])
+    centroids.add(kmeans.centroids)
+    nprobe = min(nprobe, nlist)
+    visits = np.empty((n, nprobe), dtype=np.int64)
+    for start in range(0, n, 65_536):
+        rows = np.arange(start, min(n, start + 65_536))
+        visits[rows] = centroids.search(unit(rows), nprobe)[1]
+    return visits[:, 0].copy(), visits
+
+
+def _group_by_cell(cells, rows=None):
+    rows = np.arange(cells.shape[0]) if rows is None else rows
+    order = np.argsort(cells, kind="stable")
+    cells, rows = cells[order], rows[order]
+    bounds = np.flatnonzero(np.diff(cells)) + 1
+    return {int(group_cells[0]): group_rows for group_cells, group_rows in zip(np.split(cells, bounds), np.split(rows, bounds))}
+
+
+def _join_blocks(unit, query_rows, target_rows, min_similarity, found, *, upper_triangle):
+    """Pairs (query, target) with similarity >= threshold, one matrix product per block.
+
+    With `upper_triangle` both lists are the same ascending rows and only query < target is kept.
+    """
+    for t_start in range(0, target_rows.shape[0], BLOCK_COLUMNS):
+        targets = target_rows[t_start : t_start + BLOCK_COLUMNS]
+        target_vectors = unit(targets)
+        q_stop = t_start + targets.shape[0] if upper_triangle else query_rows.shape[0]
+        for q_start in range(0, q_stop, BLOCK_ROWS):
+            queries = query_rows[q_start : min(q_stop, q_start + BLOCK_ROWS)]
+            similarity = unit(queries) @ target_vectors.T
+            # Near-duplicates are rare: find the rows that have any before the entries.
+            hit_rows = np.flatnonzero(similarity.max(axis=1) >= min_similarity)
+            q, t = np.nonzero(similarity[hit_rows] >= min_similarity)
+            q = hit_rows[q]
+            keep = queries[q] < targets[t] if upper_triangle else queries[q] != targets[t]
+            q, t = q[keep], t[keep]
+            if q.size:
+                found.append((queries[q], targets[t], similarity[q, t]))
