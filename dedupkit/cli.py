@@ -13,9 +13,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from dedupkit.decode import DecodeLimits
-from dedupkit.pipeline import CleanOptions, Progress as PipelineProgress, RunError, run_clean
+from dedupkit.search.options import KEEP_POLICIES, DedupOptions
 from dedupkit.sources import SourceError, SourceOptions
 from dedupkit.sources.parquet import ParquetColumns
+from dedupkit.signatures.hashes import HASH_KINDS
+
+# The heavy parts (torch, FAISS, numba) load inside the commands that need them, so
+# `dedupkit --help` and argument errors answer at once.
 
 app = typer.Typer(
     help=(
@@ -25,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 console = Console(stderr=True)
 out_console = Console()
@@ -75,7 +80,9 @@ class _RichProgress:
         elapsed = max(time.perf_counter() - self.started, 1e-6)
         self.bar.update(self.task, rate=f"{done / elapsed:,.0f}")
 
-    def as_callbacks(self) -> PipelineProgress:
+    def as_callbacks(self):
+        from dedupkit.pipeline import Progress as PipelineProgress
+
         return PipelineProgress(start_phase=self.start_phase, advance=self.advance)
 
 
@@ -101,7 +108,9 @@ def _print_summary(summary: dict, out: Path) -> None:
     )
 
 
-def _run(src: str, out: Path, options: CleanOptions, overwrite: bool) -> None:
+def _run(src: str, out: Path, options, overwrite: bool) -> None:
+    from dedupkit.pipeline import RunError, run_clean
+
     progress = _RichProgress()
     try:
         with progress.bar:
@@ -111,10 +120,36 @@ def _run(src: str, out: Path, options: CleanOptions, overwrite: bool) -> None:
     _print_summary(summary, out)
 
 
+def _dedup_options(hashes: list[str], flip: bool, embedder: str, min_similarity: float, keep: str, exact_only: bool):
+    if exact_only:
+        return None
+    radius = []
+    for spec in hashes:
+        if spec.lower() == "none":
+            continue
+        kind, _, bits = spec.partition(":")
+        if kind not in HASH_KINDS or not bits.isdigit() or not 0 <= int(bits) <= 64:
+            _fail(f"--hash {spec!r}: use KIND:BITS with KIND one of {', '.join(HASH_KINDS)} and BITS in 0..64, e.g. phash:8")
+        radius.append((kind, int(bits)))
+    if keep not in KEEP_POLICIES:
+        _fail(f"--keep {keep!r}: use one of {', '.join(KEEP_POLICIES)}")
+    if not -1 <= min_similarity <= 1:
+        _fail("--min-similarity must lie in [-1, 1]")
+    return DedupOptions(
+        hash_radius=tuple(radius),
+        flip=flip,
+        embedder=None if embedder.lower() == "none" else embedder,
+        min_similarity=min_similarity,
+        keep=keep,
+    )
+
+
 def _options(
     output_format, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column,
-    write_output=True,
-) -> CleanOptions:
+    dedup=None, write_output=True,
+):
+    from dedupkit.pipeline import CleanOptions
+
     if workers < 1:
         _fail("--workers must be at least 1")
     if shard_size < 1:
@@ -124,6 +159,7 @@ def _options(
         shard_size=shard_size,
         workers=workers,
         write_output=write_output,
+        dedup=dedup,
         limits=DecodeLimits(min_side=min_side, max_pixels=max_pixels),
         source=SourceOptions(
             files_per_unit=shard_size,
@@ -144,6 +180,27 @@ CaptionColumnOption = typer.Option(None, "--caption-column", help="Parquet / hf:
 UrlColumnOption = typer.Option(None, "--url-column", help="Parquet / hf: the source URL column (default: detected).")
 KeyColumnOption = typer.Option(None, "--key-column", help="Parquet / hf: the record key column (default: detected).")
 OverwriteOption = typer.Option(False, "--overwrite", help="Delete what OUT holds and start over instead of resuming.")
+_DEFAULT_DEDUP = DedupOptions()
+HashOption = typer.Option(
+    [f"{kind}:{bits}" for kind, bits in _DEFAULT_DEDUP.hash_radius],
+    "--hash",
+    help="Perceptual hash and Hamming radius (of 64 bits) for near duplicates, KIND:BITS; repeat for several "
+    f"(kinds: {', '.join(HASH_KINDS)}), or none.",
+)
+FlipOption = typer.Option(_DEFAULT_DEDUP.flip, "--flip/--no-flip", help="Also catch mirrored copies.")
+EmbedderOption = typer.Option(
+    _DEFAULT_DEDUP.embedder,
+    "--embedder",
+    help="Embedding model for near duplicates a hash misses: efficientnet-lite0 (offline default), "
+    "open_clip:MODEL:TAG_OR_CHECKPOINT (weights from the Hugging Face cache or a local file), or none.",
+)
+MinSimilarityOption = typer.Option(
+    _DEFAULT_DEDUP.min_similarity, "--min-similarity", help="Embedding cosine similarity at or above which images are copies."
+)
+KeepOption = typer.Option(
+    _DEFAULT_DEDUP.keep, "--keep", help=f"Which member of a duplicate cluster is kept: {', '.join(KEEP_POLICIES)}."
+)
+ExactOnlyOption = typer.Option(False, "--exact-only", help="Drop exact duplicates only (identical pixels); no near-duplicate search.")
 
 
 @app.command()
@@ -161,6 +218,12 @@ def clean(
     caption_column: Optional[str] = CaptionColumnOption,
     url_column: Optional[str] = UrlColumnOption,
     key_column: Optional[str] = KeyColumnOption,
+    hashes: list[str] = HashOption,
+    flip: bool = FlipOption,
+    embedder: str = EmbedderOption,
+    min_similarity: float = MinSimilarityOption,
+    keep: str = KeepOption,
+    exact_only: bool = ExactOnlyOption,
     overwrite: bool = OverwriteOption,
 ) -> None:
     """Stream SRC, drop duplicates, write the kept records to OUT/data and account for every record.
@@ -169,7 +232,8 @@ def clean(
     skipped with the reason); OUT/summary.json has the counts and timings. The source is
     never modified. Run the same command again after an interruption to resume.
     """
-    options = _options(output_format, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column)
+    dedup = _dedup_options(hashes, flip, embedder, min_similarity, keep, exact_only)
+    options = _options(output_format, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, dedup)
     _run(src, out, options, overwrite)
 
 
@@ -185,11 +249,37 @@ def dedup(
     caption_column: Optional[str] = CaptionColumnOption,
     url_column: Optional[str] = UrlColumnOption,
     key_column: Optional[str] = KeyColumnOption,
+    hashes: list[str] = HashOption,
+    flip: bool = FlipOption,
+    embedder: str = EmbedderOption,
+    min_similarity: float = MinSimilarityOption,
+    keep: str = KeepOption,
+    exact_only: bool = ExactOnlyOption,
     overwrite: bool = OverwriteOption,
 ) -> None:
     """Decide duplicates only: write the manifest (who is a copy of whom), copy no images."""
-    options = _options(None, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, write_output=False)
+    dedup = _dedup_options(hashes, flip, embedder, min_similarity, keep, exact_only)
+    options = _options(None, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, dedup, write_output=False)
     _run(src, out, options, overwrite)
+
+
+@app.command()
+def report(
+    out: Path = typer.Argument(..., help="A folder written by `dedupkit clean` or `dedupkit dedup`."),
+    page_size: int = typer.Option(50, "--page-size", help="Duplicate clusters per page."),
+    thumb_px: int = typer.Option(160, "--thumb-px", help="Longer side of each thumbnail in pixels."),
+    max_members: int = typer.Option(60, "--max-members", help="Thumbnails per cluster; the rest are counted."),
+    workers: int = WorkersOption,
+) -> None:
+    """Write OUT/report.html: duplicate clusters as thumbnails (keeper marked), the run's summary, skipped records."""
+    from dedupkit.pipeline import RunError
+    from dedupkit.report import write_cluster_report
+
+    try:
+        path = write_cluster_report(out, page_size=page_size, thumb_px=thumb_px, max_members=max_members, workers=workers)
+    except RunError as exc:
+        _fail(str(exc))
+    out_console.print(f"report: {path}", highlight=False)
 
 
 def main() -> None:

@@ -35,10 +35,14 @@ class DecodeError(ValueError):
     """A user's record that cannot become pixels; the message is the skip reason."""
 
 
-def open_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> tuple[Image.Image, str]:
+def open_image(
+    data: bytes, limits: DecodeLimits = DecodeLimits(), draft_side: int | None = None
+) -> tuple[Image.Image, str]:
     """Open, validate and fully decode `data` into canonical pixels and the stored format.
 
-    Raises DecodeError with a one-line reason for anything that is not a usable image.
+    `draft_side`: a JPEG may be decoded at a reduced scale (at least this many pixels a
+    side), for callers that only need a thumbnail; the size checks still judge the
+    declared size.  Raises DecodeError with a one-line reason for anything unusable.
     """
     if not data:
         raise DecodeError("empty file")
@@ -63,6 +67,8 @@ def open_image(data: bytes, limits: DecodeLimits = DecodeLimits()) -> tuple[Imag
         raise DecodeError(f"too small: {width}x{height} (shorter side < {limits.min_side} px)")
 
     stored_format = image.format or ""
+    if draft_side and stored_format == "JPEG":
+        image.draft(None, (draft_side, draft_side))
     try:
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)

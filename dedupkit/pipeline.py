@@ -13,6 +13,7 @@ same files as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import multiprocessing
 import os
@@ -30,7 +31,10 @@ import pyarrow.parquet as pq
 from dedupkit import __version__
 from dedupkit.decode import DecodeLimits
 from dedupkit.records import DROPPED, KEPT, SKIPPED, Record
-from dedupkit.signatures.exact import DecodeStage, find_exact_duplicates
+from dedupkit.search.decide import decide_duplicates
+from dedupkit.search.options import DedupOptions
+from dedupkit.signatures.exact import DecodeStage
+from dedupkit.signatures.hashes import HashStage
 from dedupkit.sinks import OUTPUT_FORMATS, atomic_write_bytes, atomic_write_table, make_writer, remove_temporaries
 from dedupkit.sinks.manifest import concat, manifest_view, record_row, rows_to_table
 from dedupkit.sources import Source, SourceOptions, Unit, open_source
@@ -56,6 +60,8 @@ class CleanOptions:
     """False for `dedupkit dedup`: decide and write the manifest, copy no images."""
     limits: DecodeLimits = DecodeLimits()
     source: SourceOptions = SourceOptions()
+    dedup: DedupOptions | None = DedupOptions()
+    """Near-duplicate signatures and thresholds; None for exact duplicates only."""
 
     def fingerprint(self, source: Source) -> dict:
         """What must match for a rerun to resume instead of starting over."""
@@ -120,7 +126,23 @@ class RunPaths:
 
 def analysis_stages(options: CleanOptions) -> list[Stage]:
     """Stages of the analysis pass, in order; each adds signatures or columns."""
-    return [DecodeStage(options.limits)]
+    stages: list[Stage] = [DecodeStage(options.limits)]
+    dedup = options.dedup
+    if dedup is not None and dedup.hash_kinds:
+        stages.append(HashStage(kinds=dedup.hash_kinds, flip=dedup.flip))
+    if dedup is not None and dedup.embedder:
+        from dedupkit.signatures.embedders import EmbeddingStage  # torch: only when embeddings are wanted
+
+        stages.append(EmbeddingStage(cached_embedder(dedup.embedder)))
+    return stages
+
+
+@functools.lru_cache(maxsize=2)
+def cached_embedder(spec: str):
+    """One model per process, however many units it analyses."""
+    from dedupkit.signatures.embedders import embedder_from_spec
+
+    return embedder_from_spec(spec)
 
 
 def output_stages(options: CleanOptions) -> list[Stage]:
@@ -153,37 +175,10 @@ def analyse_unit(source: Source, unit: Unit, options: CleanOptions, paths: RunPa
     return len(rows)
 
 
-def decide(paths: RunPaths, units: list[Unit]) -> pa.Table:
+def decide(paths: RunPaths, units: list[Unit], options: CleanOptions) -> pa.Table:
     """The one global step: which records are duplicates of which keeper."""
     table = concat(pq.read_table(paths.signature_shard(u)) for u in units)
-    count = table.num_rows
-    exact = find_exact_duplicates(table)
-    keys = np.asarray(table.column("key").to_pylist(), dtype=object)
-    status = np.asarray(table.column("status").to_pylist(), dtype=object)
-    reason = np.asarray(table.column("reason").to_pylist(), dtype=object)
-    alive = status == KEPT
-    duplicate = alive & (exact.keeper != np.arange(count))
-    status[duplicate] = DROPPED
-    reason[duplicate] = [
-        f"exact duplicate of {keys[k]} ({'identical bytes' if same else 'identical pixels'})"
-        for k, same in zip(exact.keeper[duplicate], exact.same_bytes[duplicate])
-    ]
-    in_cluster = alive & (np.bincount(exact.keeper[alive], minlength=count)[exact.keeper] > 1)
-    cluster_ids = np.full(count, -1, dtype=np.int64)
-    keepers_in_order = np.unique(exact.keeper[in_cluster])
-    cluster_ids[in_cluster] = np.searchsorted(keepers_in_order, exact.keeper[in_cluster])
-    keeper_key = np.where(in_cluster, keys[exact.keeper], None)
-    return pa.table(
-        {
-            "ordinal": table.column("ordinal"),
-            "status": pa.array(status.tolist(), pa.string()),
-            "reason": pa.array(reason.tolist(), pa.string()),
-            "cluster_id": pa.array(cluster_ids),
-            "keeper_key": pa.array(keeper_key.tolist(), pa.string()),
-            "dup_kind": pa.array(np.where(in_cluster, "exact", None).tolist(), pa.string()),
-            "distance": pa.array([0.0 if c else None for c in in_cluster], pa.float64()),
-        }
-    )
+    return decide_duplicates(table, options.dedup).as_table(table.column("ordinal"))
 
 
 def manifest_rows(analysis: pa.Table, decisions: pa.Table) -> pa.Table:
@@ -283,7 +278,7 @@ def run_clean(
     phase_start = time.perf_counter()
     progress.start_phase("decide", 0)
     if not paths.decisions.exists():
-        atomic_write_table(paths.decisions, decide(paths, units))
+        atomic_write_table(paths.decisions, decide(paths, units, options))
     timings["decide_s"] = time.perf_counter() - phase_start
 
     phase_start = time.perf_counter()
@@ -319,7 +314,7 @@ def open_run_source(out: str | os.PathLike) -> Source:
 def summarize(manifest: pa.Table, source: Source, output_format, options: CleanOptions, timings: dict) -> dict:
     status = Counter(manifest.column("status").to_pylist())
     reasons = Counter(
-        _reason_kind(r) for r, s in zip(manifest.column("reason").to_pylist(), manifest.column("status").to_pylist()) if s == SKIPPED
+        reason_kind(r) for r, s in zip(manifest.column("reason").to_pylist(), manifest.column("status").to_pylist()) if s == SKIPPED
     )
     dup_kinds = Counter(
         k for k, s in zip(manifest.column("dup_kind").to_pylist(), manifest.column("status").to_pylist()) if s == DROPPED and k
@@ -341,7 +336,8 @@ def summarize(manifest: pa.Table, source: Source, output_format, options: CleanO
     }
 
 
-def _reason_kind(reason: str | None) -> str:
+def reason_kind(reason: str | None) -> str:
+    """The kind of a skip reason, without its details: 'truncated image', 'too small'..."""
     return (reason or "unknown").split(":")[0].split(" (")[0]
 
 

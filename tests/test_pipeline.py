@@ -19,10 +19,13 @@ from PIL import Image
 from conftest import jpeg, png, write_folder, write_parquet, write_tar
 from dedupkit.decode import pixel_digest
 from dedupkit.pipeline import CleanOptions, RunError, run_clean
+from dedupkit.search.decide import DedupOptions
 from dedupkit.samples import bad_inputs, build_sample_dataset, encode, load_rgb, real_images
 from dedupkit.sources import SourceError, open_source
 
 CLI = [sys.executable, "-m", "dedupkit.cli"]
+EXACT_ONLY = CleanOptions(dedup=None)
+HASHES_ONLY = DedupOptions(embedder=None)
 
 
 def manifest(out: Path) -> list[dict]:
@@ -84,17 +87,21 @@ def test_same_decisions_from_folder_webdataset_and_parquet(tmp_path, thousand_im
     outcomes = {}
     for name, build in (("folder", as_folder), ("webdataset", as_webdataset), ("parquet", as_parquet)):
         src = build(thousand_images, tmp_path / f"src-{name}")
-        summary = run_clean(src, tmp_path / f"out-{name}", CleanOptions(shard_size=300))
+        summary = run_clean(src, tmp_path / f"out-{name}", CleanOptions(shard_size=300, dedup=HASHES_ONLY))
         assert summary["records"] == 1000 and summary["source_format"] == name
         outcomes[name] = decisions_by_stem(tmp_path / f"out-{name}")
     assert outcomes["folder"] == outcomes["webdataset"] == outcomes["parquet"]
-    dropped = {k: v for k, v in outcomes["folder"].items() if v[0] == "dropped"}
-    assert len(dropped) == 100
-    assert all(keeper and int(keeper) < 900 for _, keeper, _ in dropped.values())
+    planted = {k: v for k, v in outcomes["folder"].items() if int(k) >= 900}
+    assert all(status == "dropped" and int(keeper) < 900 for status, keeper, _ in planted.values())
+    assert sum(kind == "exact" for _, _, kind in planted.values()) >= 95  # the rest follow a near-duplicate picture
+    # Near-duplicate quality (look-alike drawings merged or not) is measured by
+    # benchmarks/neardup_quality.py and tests/test_neardup*.py; here only agreement counts.
+    near = [k for k, v in outcomes["folder"].items() if v[0] == "dropped" and int(k) < 900]
     # kept records are written back in the source's format, and nothing else
     reread = open_source(str(tmp_path / "out-webdataset" / "data"))
     kept = [r for unit in reread.units() for r in reread.read(unit)]
-    assert len(kept) == 900 and reread.kind == "webdataset"
+    assert len(kept) == 900 - len(near) and reread.kind == "webdataset"
+    assert len(kept) == sum(v[0] == "kept" for v in outcomes["folder"].values())
 
 
 def test_every_input_record_is_in_the_manifest_exactly_once(tmp_path, real_photo, real_thumbnails):
@@ -103,7 +110,7 @@ def test_every_input_record_is_in_the_manifest_exactly_once(tmp_path, real_photo
     files["good/again.jpg"] = files["good/3.jpg"]
     src = write_folder(tmp_path / "src", files)
     before = {p: p.read_bytes() for p in src.rglob("*")if p.is_file()}
-    summary = run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=4))
+    summary = run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=4, dedup=None))
     rows = manifest(tmp_path / "out")
     assert sorted(r["key"] for r in rows) == sorted(files)
     by_key = {r["key"]: r for r in rows}
@@ -124,7 +131,7 @@ def test_every_input_record_is_in_the_manifest_exactly_once(tmp_path, real_photo
 
 def test_png_and_bmp_of_the_same_picture_are_one_image(tmp_path, real_thumbnails):
     src = write_folder(tmp_path / "src", {"a.png": png(real_thumbnails[0]), "b.bmp": encode(real_thumbnails[0], "BMP")})
-    run_clean(str(src), tmp_path / "out")
+    run_clean(str(src), tmp_path / "out", CleanOptions(dedup=HASHES_ONLY))
     rows = {r["key"]: r for r in manifest(tmp_path / "out")}
     assert rows["b.bmp"]["status"] == "dropped" and rows["b.bmp"]["keeper_key"] == "a.png"
     assert "identical pixels" in rows["b.bmp"]["reason"]
@@ -137,7 +144,7 @@ def test_tar_members_never_escape_the_output(tmp_path, real_thumbnails):
         [("ok.jpg", jpeg(real_thumbnails[0])), ("../../escape.jpg", jpeg(real_thumbnails[1])), ("/tmp/abs.jpg", jpeg(real_thumbnails[2]))],
     )
     out = tmp_path / "deep" / "out"
-    summary = run_clean(str(shard), out, CleanOptions(output_format="folder"))
+    summary = run_clean(str(shard), out, CleanOptions(output_format="folder", dedup=None))
     assert summary["kept"] == 1 and summary["skipped"] == 2
     everything = [p for p in tmp_path.rglob("*") if p.is_file() and "in" not in p.relative_to(tmp_path).parts[:1]]
     assert all(out in p.parents for p in everything)
@@ -151,7 +158,7 @@ def test_output_formats_carry_captions_and_metadata(tmp_path, real_thumbnails):
     )
     for output_format in ("webdataset", "parquet", "folder"):
         out = tmp_path / f"out-{output_format}"
-        run_clean(str(src), out, CleanOptions(output_format=output_format))
+        run_clean(str(src), out, CleanOptions(output_format=output_format, dedup=None))
         reread = open_source(str(out / "data"))
         (record,) = [r for unit in reread.units() for r in reread.read(unit)]
         assert record.caption == "a cat" and record.url == "https://e.org/a.jpg"
@@ -161,8 +168,8 @@ def test_output_formats_carry_captions_and_metadata(tmp_path, real_thumbnails):
 def test_workers_give_the_same_output_as_one_process(tmp_path, thousand_images):
     subset = dict(list(sorted(thousand_images.items()))[:200] + list(sorted(thousand_images.items()))[900:930])
     src = as_folder(subset, tmp_path / "src")
-    run_clean(src, tmp_path / "one", CleanOptions(shard_size=40))
-    run_clean(src, tmp_path / "two", CleanOptions(shard_size=40, workers=2))
+    run_clean(src, tmp_path / "one", CleanOptions(shard_size=40, dedup=HASHES_ONLY))
+    run_clean(src, tmp_path / "two", CleanOptions(shard_size=40, workers=2, dedup=HASHES_ONLY))
     assert_same_output(tmp_path / "one", tmp_path / "two")
 
 
@@ -182,7 +189,7 @@ def test_killed_run_resumes_to_identical_output(tmp_path):
         image.thumbnail((160, 160))
         (src / f"{index % 6}").mkdir(parents=True, exist_ok=True)
         (src / f"{index % 6}" / f"{index:04d}.png").write_bytes(encode(image, "PNG"))
-    command = CLI + ["clean", str(src), "--shard-size", "20", "--format", "webdataset"]
+    command = CLI + ["clean", str(src), "--shard-size", "20", "--format", "webdataset", "--embedder", "none"]
     subprocess.run(command + [str(tmp_path / "reference")], check=True, capture_output=True)
 
     interrupted = tmp_path / "interrupted"
@@ -214,16 +221,16 @@ def test_unopenable_source_writes_nothing_and_fails_in_one_line(tmp_path):
 def test_output_folder_guards(tmp_path, real_thumbnails):
     src = write_folder(tmp_path / "src", {"a.jpg": jpeg(real_thumbnails[0])})
     with pytest.raises(RunError, match="inside SRC"):
-        run_clean(str(src), src / "out")
-    run_clean(str(src), tmp_path / "out")
+        run_clean(str(src), src / "out", EXACT_ONLY)
+    run_clean(str(src), tmp_path / "out", EXACT_ONLY)
     with pytest.raises(RunError, match="other settings"):
-        run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=7))
-    summary = run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=7), overwrite=True)
+        run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=7, dedup=None))
+    summary = run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=7, dedup=None), overwrite=True)
     assert summary["kept"] == 1
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "thesis.pdf").write_bytes(b"%PDF")
     with pytest.raises(RunError, match="not empty"):
-        run_clean(str(src), tmp_path / "busy")
+        run_clean(str(src), tmp_path / "busy", EXACT_ONLY)
     assert (tmp_path / "busy" / "thesis.pdf").exists()
 
 
@@ -243,12 +250,12 @@ def test_sample_dataset_demo_through_the_cli(tmp_path):
     assert summary["skipped"] == sum(1 for reason in planted["bad"].values() if reason)
 
 
-@pytest.mark.parametrize("command", [[], ["clean"], ["dedup"]])
+@pytest.mark.parametrize("command", [[], ["clean"], ["dedup"], ["report"]])
 def test_help_is_complete(command):
     result = subprocess.run(CLI + command + ["--help"], capture_output=True, text=True)
     assert result.returncode == 0
-    if command:
+    if command in (["clean"], ["dedup"]):
         for option in ("--workers", "--shard-size", "--min-side", "--max-pixels", "--image-column", "--overwrite"):
             assert option in result.stdout
-    else:
+    elif not command:
         assert "clean" in result.stdout and "dedup" in result.stdout

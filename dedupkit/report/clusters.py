@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dedupkit.decode import DecodeLimits
-from dedupkit.pipeline import RunError, RunPaths, _reason_kind, open_run_source
+from dedupkit.pipeline import RunError, RunPaths, open_run_source, reason_kind
 from dedupkit.records import DROPPED, KEPT, SKIPPED
 from dedupkit.report.html import (
     Thumbnail,
@@ -280,7 +280,7 @@ def _header(manifest: pa.Table, summary: dict, clusters: int, missing: Counter) 
     """The run's summary, counted from the manifest itself so it matches what the pages list."""
     statuses = _counts(manifest["status"])
     skipped = manifest.filter(pc.equal(manifest["status"], SKIPPED))
-    skipped_reasons = Counter(_reason_kind(r) for r in _column(skipped, "reason"))
+    skipped_reasons = Counter(reason_kind(r) for r in _column(skipped, "reason"))
     dropped = manifest.filter(pc.equal(manifest["status"], DROPPED))
     dropped_kinds = _counts(pc.fill_null(dropped["dup_kind"], "other")) if "dup_kind" in dropped.column_names else (
         {"other": dropped.num_rows} if dropped.num_rows else {})

@@ -21,9 +21,9 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from dedupkit.search.options import KEEP_POLICIES
 from dedupkit.search.pairs import Pairs
 
-KEEP_POLICIES = ("largest", "first", "prefer-unmarked")
 NO_CLUSTER = -1
 
 

@@ -1,0 +1,158 @@
+"""The global duplicate decision: signatures of every record in, one verdict per record out.
+
+Exact duplicates (identical pixels) are collapsed first, so the near-duplicate search
+runs once per distinct picture; then each configured signature gives its own pairs
+(perceptual hashes by Hamming radius, mirrored hashes for flips, embeddings by
+cosine), and `cluster_pairs` turns them into clusters with one keeper each, guarded
+against chaining.  An exact copy follows its picture: if the picture is dropped as a
+near duplicate, so are its copies, in favour of the same keeper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dedupkit.records import DROPPED, KEPT
+from dedupkit.search.clusters import NO_CLUSTER, cluster_pairs, keeper_rank
+from dedupkit.search.cosine import cosine_pairs
+from dedupkit.search.hamming import hamming_pairs
+from dedupkit.search.options import DedupOptions
+from dedupkit.search.pairs import Pairs
+from dedupkit.signatures.columns import embeddings_from_column, hashes_from_column
+from dedupkit.signatures.exact import find_exact_duplicates
+
+FLIP_SUFFIX = "_flip"
+SIGNATURE_PREFIX = "sig_"
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """Aligned with the input table's rows."""
+
+    status: list
+    reason: list
+    cluster_id: np.ndarray
+    keeper_key: list
+    dup_kind: list
+    distance: list
+
+    def as_table(self, ordinal: pa.ChunkedArray | pa.Array) -> pa.Table:
+        return pa.table(
+            {
+                "ordinal": ordinal,
+                "status": pa.array(self.status, pa.string()),
+                "reason": pa.array(self.reason, pa.string()),
+                "cluster_id": pa.array(self.cluster_id, pa.int64()),
+                "keeper_key": pa.array(self.keeper_key, pa.string()),
+                "dup_kind": pa.array(self.dup_kind, pa.string()),
+                "distance": pa.array(self.distance, pa.float64()),
+            }
+        )
+
+
+def decide_duplicates(table: pa.Table, options: DedupOptions | None) -> Verdicts:
+    """Verdicts for every row of an analysis table (needs status, key, sha256, width, height, sig_*)."""
+    count = table.num_rows
+    keys = np.asarray(table.column("key").to_pylist(), dtype=object)
+    status = np.asarray(table.column("status").to_pylist(), dtype=object)
+    reason = np.asarray(table.column("reason").to_pylist(), dtype=object)
+    alive = status == KEPT
+    pixels = _column_or(table, "width", 0) * _column_or(table, "height", 0)
+    marked = _marked(table)
+    policy = options.keep if options else "first"
+    rank = keeper_rank(count, policy, pixels=pixels, copyright_marked=marked)
+    exact = find_exact_duplicates(table, rank)
+
+    final_keeper = exact.keeper.copy()
+    near_kind = np.full(count, "", dtype=object)
+    near_distance = np.full(count, np.nan)
+    pictures = np.flatnonzero(alive & (exact.keeper == np.arange(count)))
+    if options is not None and pictures.size > 1:
+        clusters = cluster_pairs(
+            pictures.size,
+            near_pair_sets(table.take(pictures), options),
+            keep=policy,
+            pixels=pixels[pictures],
+            copyright_marked=None if marked is None else marked[pictures],
+        )
+        final_keeper[pictures] = pictures[clusters.keeper]
+        near_kind[pictures] = clusters.dup_kind
+        near_distance[pictures] = clusters.distance
+    # An exact copy goes wherever its picture goes.
+    copies = alive & (exact.keeper != np.arange(count))
+    final_keeper[copies] = final_keeper[exact.keeper[copies]]
+
+    dropped = alive & (final_keeper != np.arange(count))
+    group_size = np.bincount(final_keeper[alive], minlength=count)
+    in_cluster = alive & (group_size[final_keeper] > 1)
+    cluster_id = np.full(count, NO_CLUSTER, dtype=np.int64)
+    cluster_id[in_cluster] = np.unique(final_keeper[in_cluster], return_inverse=True)[1]
+
+    dup_kind = np.full(count, None, dtype=object)
+    distance = np.full(count, None, dtype=object)
+    for row in np.flatnonzero(dropped):
+        picture, keeper = exact.keeper[row], final_keeper[row]
+        how = "identical bytes" if exact.same_bytes[row] else "identical pixels"
+        if picture == keeper:
+            dup_kind[row], distance[row] = "exact", 0.0
+            reason[row] = f"exact duplicate of {keys[keeper]} ({how})"
+        else:
+            dup_kind[row], distance[row] = near_kind[picture], float(near_distance[picture])
+            detail = _near_detail(near_kind[picture], near_distance[picture])
+            via = "" if picture == row else f" (via its exact copy {keys[picture]}, {how})"
+            reason[row] = f"near duplicate of {keys[keeper]} ({detail}){via}"
+    status[dropped] = DROPPED
+    keeper_key = np.where(in_cluster, keys[final_keeper], None)
+    return Verdicts(status.tolist(), reason.tolist(), cluster_id, keeper_key.tolist(), dup_kind.tolist(), distance.tolist())
+
+
+def near_pair_sets(pictures: pa.Table, options: DedupOptions) -> list[Pairs]:
+    """Pairs among the distinct pictures from each configured signature, strongest evidence first."""
+    pair_sets = []
+    for kind, radius in options.hash_radius:
+        column = SIGNATURE_PREFIX + kind
+        if column not in pictures.column_names:
+            raise ValueError(f"the signatures hold no {kind!r} hashes; rerun the analysis with that hash enabled")
+        hashes = hashes_from_column(pictures.column(column))
+        pairs = hamming_pairs(hashes, radius, method=options.search_method, kind="hash")
+        if options.flip and (column + FLIP_SUFFIX) in pictures.column_names:
+            mirrored = hashes_from_column(pictures.column(column + FLIP_SUFFIX))
+            flipped = hamming_pairs(hashes, radius, queries=mirrored, method=options.search_method, kind="hash")
+            pairs = Pairs.canonical(
+                np.concatenate([pairs.i, flipped.i]),
+                np.concatenate([pairs.j, flipped.j]),
+                np.concatenate([pairs.distance, flipped.distance]),
+                "hash",
+            )
+        pair_sets.append(pairs)
+    if options.embedder:
+        column = SIGNATURE_PREFIX + "embedding"
+        if column not in pictures.column_names:
+            raise ValueError("the signatures hold no embeddings; rerun the analysis with an embedder")
+        embeddings = embeddings_from_column(pictures.column(column))
+        pair_sets.append(cosine_pairs(embeddings, options.min_similarity, kind="embedding"))
+    return pair_sets
+
+
+def _near_detail(kind: str, distance: float) -> str:
+    if kind == "hash":
+        return f"perceptual hash within {int(distance)} bits"
+    if kind == "embedding":
+        return f"embedding cosine {1 - distance:.3f}"
+    return f"{kind} distance {distance:.3g}"
+
+
+def _column_or(table: pa.Table, name: str, default) -> np.ndarray:
+    if name not in table.column_names:
+        return np.full(table.num_rows, default, dtype=np.int64)
+    return np.asarray(pc.fill_null(table.column(name), default).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _marked(table: pa.Table) -> np.ndarray | None:
+    if "copyright_marked" not in table.column_names:
+        return None
+    return np.asarray(pc.fill_null(table.column("copyright_marked"), False).to_numpy(zero_copy_only=False), dtype=bool)
