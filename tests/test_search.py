@@ -73,6 +73,14 @@ def test_hamming_pairs_accept_int64_and_reject_wrong_dtype():
         hamming_pairs(hashes.astype(np.float64), 3)
 
 
+@pytest.mark.parametrize("method", ["flat", "mih"])
+def test_empty_and_single_code_sets(method):
+    assert len(hamming_pairs(np.empty(0, dtype=np.uint64), 10, method=method)) == 0
+    assert len(hamming_pairs(np.array([7], dtype=np.uint64), 10, method=method)) == 0
+    with pytest.raises(ValueError, match="method"):
+        hamming_pairs(np.array([7], dtype=np.uint64), 10, method="bktree")
+
+
 def test_mih_reports_dense_duplicate_groups_completely():
     # 1,000 copies of one hash: far more pairs than a scan chunk holds at first.
     copies = 1000

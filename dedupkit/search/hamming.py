@@ -84,12 +84,14 @@ def hamming_pairs(
         raise ValueError(f"Hamming radius must be >= 0, got {radius}")
     if method == "auto":
         method = choose_hamming_method(words.shape[0], words.shape[1] * 64, radius)
+    if method not in ("flat", "mih"):
+        raise ValueError(f"unknown Hamming search method {method!r}: use auto, flat or mih")
+    if words.shape[0] == 0 or query_words.shape[0] == 0:
+        return Pairs.empty(kind, distance_dtype=np.int32)
     if method == "flat":
         i, j, d = _flat_pairs(words, query_words, radius, self_join=queries is None)
-    elif method == "mih":
-        i, j, d = _mih_pairs(words, query_words, radius, self_join=queries is None, threads=threads)
     else:
-        raise ValueError(f"unknown Hamming search method {method!r}: use auto, flat or mih")
+        i, j, d = _mih_pairs(words, query_words, radius, self_join=queries is None, threads=threads)
     if queries is None:
         order = np.argsort(i * words.shape[0] + j)
         return Pairs(i[order], j[order], d[order], kind)
