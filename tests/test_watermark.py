@@ -221,6 +221,12 @@ def test_stage_rewrites_bytes_that_still_detect_and_registry_traces_records(tmp_
         assert detection.record_key == record.key and detection.record_index == record.ordinal
     assert registry.lookup(dataset_fingerprint(KEY), "stdmDct", 11)[0].record_key == out[1].key
 
+    rerun = RegistryWriter(tmp_path, "part-00000")  # the same shard marked again replaces its rows
+    WatermarkStage(KEY, registry=rerun).mark(record_of(png_source, 11, "png"))
+    rerun.close()
+    finalize_registry(tmp_path)
+    assert len(Registry(tmp_path)) == 3
+
 
 def test_alpha_is_kept_untouched(tmp_path):
     rgba = np.dstack([photo("fruits.jpg", 64), np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))])

@@ -76,7 +76,7 @@ def finalize_registry(out_dir: str | Path, remove_parts: bool = True) -> Path:
     tables = [pq.read_table(path, schema=SCHEMA) for path in parts]
     if target.exists():
         tables.insert(0, pq.read_table(target, schema=SCHEMA))
-    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    table = _latest_per_record(pa.concat_tables(tables)) if tables else SCHEMA.empty_table()
     table = table.sort_by([("dataset", "ascending"), ("method", "ascending"), ("record_index", "ascending")])
     temporary = target.with_name(target.name + ".tmp")
     pq.write_table(table, temporary)
@@ -87,6 +87,14 @@ def finalize_registry(out_dir: str | Path, remove_parts: bool = True) -> Path:
         if (out_dir / PARTS_DIR_NAME).exists() and not any((out_dir / PARTS_DIR_NAME).iterdir()):
             (out_dir / PARTS_DIR_NAME).rmdir()
     return target
+
+
+def _latest_per_record(table: pa.Table) -> pa.Table:
+    """One row per (dataset, method, record_index): a shard marked again replaces its old rows."""
+    keys = ["dataset", "method", "record_index"]
+    others = [name for name in SCHEMA.names if name not in keys]
+    latest = table.group_by(keys, use_threads=False).aggregate([(name, "last") for name in others])
+    return latest.rename_columns([name.removesuffix("_last") for name in latest.column_names]).select(SCHEMA.names)
 
 
 class Registry:
