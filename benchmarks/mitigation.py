@@ -81,6 +81,10 @@ CONFIGS = {
     "reduced": BenchmarkConfig(
         Planting(distinct=200, duplicated=10, holdout=300), _options(16, (32, 64), False, 800, 64, 300, 25)
     ),
+    # Small enough to finish on a CPU shared with several other jobs (~0.1 core per arm).
+    "tiny": BenchmarkConfig(
+        Planting(distinct=100, duplicated=5, holdout=300), _options(12, (16, 32), False, 1500, 32, 300, 25)
+    ),
     # Larger: 32 px, 3,000 distinct images, 100 duplicated, a wider UNet with attention.
     "gpu": BenchmarkConfig(
         Planting(distinct=3000, duplicated=100, holdout=2000),
@@ -94,8 +98,8 @@ CONFIGS = {
 # ----------------------------------------------------------------------------- planted duplication
 
 
-def near_duplicate(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A variant a person would call the same picture: one small edit, sometimes two."""
+def near_duplicate(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """A variant a person would call the same picture (one small edit, sometimes two) and its edits."""
     picture = Image.fromarray(image, "L")
     size = picture.size[0]
     edits = rng.choice(["shift", "crop", "contrast", "rotate"], size=rng.integers(1, 3), replace=False)
@@ -112,7 +116,7 @@ def near_duplicate(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             picture = Image.fromarray(np.clip((array - 128) * factor + 128 + offset, 0, 255).astype(np.uint8), "L")
         else:
             picture = picture.rotate(float(rng.uniform(4, 10) * rng.choice([-1, 1])), Image.Resampling.BICUBIC, fillcolor=0)
-    return np.asarray(picture, dtype=np.uint8)
+    return np.asarray(picture, dtype=np.uint8), "+".join(sorted(edits))
 
 
 @dataclass
@@ -125,6 +129,8 @@ class PlantedData:
     """'single', 'original' (first appearance of a duplicated image), 'exact' or 'variant'."""
     duplicated_families: np.ndarray
     holdout: np.ndarray
+    edits: np.ndarray
+    """The edits that made each variant ('' for the others)."""
 
 
 def plant(planting: Planting) -> PlantedData:
@@ -135,12 +141,15 @@ def plant(planting: Planting) -> PlantedData:
     families = chosen[planting.distinct :]
     images, groups = [train[i] for i in chosen], list(chosen)
     kind = ["single"] * planting.distinct + ["original"] * planting.duplicated
+    edits = [""] * len(chosen)
     for family in families:
         extra = int(rng.integers(planting.min_copies, planting.max_copies + 1)) - 1
         variants = int(round(extra * planting.variant_share))
         for copy in range(extra):
             is_variant = copy < variants
-            images.append(near_duplicate(train[family], rng) if is_variant else train[family])
+            image, edit = near_duplicate(train[family], rng) if is_variant else (train[family], "")
+            images.append(image)
+            edits.append(edit)
             groups.append(family)
             kind.append("variant" if is_variant else "exact")
     order = rng.permutation(len(images))
@@ -149,6 +158,7 @@ def plant(planting: Planting) -> PlantedData:
         images=np.stack(images)[order],
         groups=np.asarray(groups)[order],
         kind=np.asarray(kind)[order],
+        edits=np.asarray(edits)[order],
         duplicated_families=families,
         holdout=holdout,
     )
@@ -157,7 +167,7 @@ def plant(planting: Planting) -> PlantedData:
 def write_folder(images: np.ndarray, folder: Path) -> Path:
     """PNG files named by index; kept when an earlier run already wrote these very images."""
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
-    marker = folder / ".complete"
+    marker = folder.with_name(folder.name + ".complete")  # beside, not inside: cleaners read every file
     if marker.exists() and marker.read_text() == digest:
         return folder
     if folder.exists():
@@ -188,15 +198,19 @@ def clean_with_imagededup(raw_folder: Path) -> tuple[np.ndarray, dict]:
     return kept, {"seconds": time.perf_counter() - started, "method": "imagededup PHash find_duplicates_to_remove, default threshold"}
 
 
-def clean_with_dedupkit(raw_folder: Path, work: Path) -> tuple[np.ndarray, dict]:
-    """Indices kept by `dedupkit clean` (dedupkit.pipeline.run_clean, default options)."""
-    from dedupkit.pipeline import run_clean
+def clean_with_dedupkit(raw_folder: Path, work: Path, dedup_changes: dict) -> tuple[np.ndarray, dict]:
+    """Indices kept by `dedupkit clean` (dedupkit.pipeline.run_clean; default options unless changed)."""
+    from dedupkit.pipeline import CleanOptions, run_clean
 
     started = time.perf_counter()
-    out = work / "dedupkit-clean"
-    summary = run_clean(str(raw_folder), out, overwrite=True)
+    options = CleanOptions()
+    if dedup_changes:
+        options = dataclasses.replace(options, dedup=dataclasses.replace(options.dedup, **dedup_changes))
+    out = work / ("dedupkit-clean" + "".join(f"_{k}{v}" for k, v in sorted(dedup_changes.items())))
+    summary = run_clean(str(raw_folder), out, options, overwrite=True)
     kept = np.array(sorted(index_of(path.name) for path in (out / "data").rglob("*.png")), dtype=np.int64)
-    return kept, {"seconds": time.perf_counter() - started, "method": "dedupkit.pipeline.run_clean", "summary": summary}
+    method = "dedupkit.pipeline.run_clean" + (f" with dedup options {dedup_changes}" if dedup_changes else ", default options")
+    return kept, {"seconds": time.perf_counter() - started, "method": method, "summary": summary}
 
 
 def cleaning_summary(data: PlantedData, kept: np.ndarray) -> dict:
@@ -206,10 +220,16 @@ def cleaning_summary(data: PlantedData, kept: np.ndarray) -> dict:
     remaining = [int(mask[data.groups == family].sum()) for family in data.duplicated_families]
     left = {kind: f"{int((mask & (data.kind == kind)).sum())}/{int((data.kind == kind).sum())}" for kind in
             ("single", "original", "exact", "variant")}
+    variants = data.kind == "variant"
+    left_by_edit = {
+        edit: f"{int((mask & variants & (data.edits == edit)).sum())}/{int((variants & (data.edits == edit)).sum())}"
+        for edit in sorted(set(data.edits[variants]))
+    }
     return {
         "kept": int(mask.sum()),
         "removed": int((~mask).sum()),
         "left_by_kind": left,
+        "variants_left_by_edit": left_by_edit,
         "copies_per_duplicated_family_left": {"mean": float(np.mean(remaining)), "max": int(max(remaining))},
     }
 
@@ -224,6 +244,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, help="override the training steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     parser.add_argument("--embed", action="store_true", help="add the EfficientNet-Lite0 cosine view (slower)")
+    parser.add_argument("--min-similarity", type=float, help="dedupkit arm: embedding cosine threshold (default: dedupkit's)")
+    parser.add_argument("--phash-radius", type=int, help="dedupkit arm: pHash Hamming radius (default: dedupkit's)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -236,8 +258,15 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown arm(s) {sorted(unknown)}; choose from {', '.join(ARMS)}")
 
+    dedup_changes = {}
+    if args.min_similarity is not None:
+        dedup_changes["min_similarity"] = args.min_similarity
+    if args.phash_radius is not None:
+        dedup_changes["hash_radius"] = (("phash", args.phash_radius),)
     name = f"mitigation_{args.config}" + ("" if args.steps is None else f"_{options.train.steps}steps")
     work = HERE / ".cache" / name
+    if dedup_changes:
+        name += f"_sim{args.min_similarity}_phash{args.phash_radius}"
     if set(arms) != set(ARMS):
         name += "_" + "-".join(arms)
     results = HERE / "results" / name
@@ -252,7 +281,7 @@ def main(argv=None) -> int:
         elif arm == "imagededup":
             kept, info = clean_with_imagededup(raw_folder)
         else:
-            kept, info = clean_with_dedupkit(raw_folder, work)
+            kept, info = clean_with_dedupkit(raw_folder, work, dedup_changes)
         kept_by_arm[arm] = kept
         cleaning[arm] = info | cleaning_summary(data, kept)
         print(f"{arm:>10}: kept {cleaning[arm]['kept']} of {len(data.images)}; "

@@ -1,0 +1,28 @@
+"""The full mitigation benchmark (about an hour on 2 free cores): slow, run with -m slow."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "mitigation.py"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("mitigation_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_dedupkit_cleaning_cuts_replication_by_ninety_percent_and_beats_imagededup():
+    benchmark = load_benchmark()
+    assert benchmark.main(["--config", "cpu"]) == 0
+    report = json.loads((BENCHMARK.parent / "results" / "mitigation_cpu.json").read_text())
+    arms = {name: arm["distinct_groups_replicated"] for name, arm in report["arms"].items()}
+    assert report["control"]["replicated"]["count"] == 0
+    assert arms["raw"] > 0
+    assert arms["dedupkit"] <= 0.1 * arms["raw"]
+    assert arms["dedupkit"] < arms["imagededup"]
