@@ -254,6 +254,7 @@ def test_detect_paths_reports_unreadable_files_and_traces_the_rest(tmp_path):
     first, second = detect_paths([good, bad], key=KEY.hex())
     assert first.marked and first.record_index == 3 and first.error is None
     assert not second.marked and "not an image" in second.error
+    assert first.table_row()["marked"] == "yes" and second.table_row()["marked"] == "error"
 
 
 def test_detect_without_any_key_says_what_to_do(tmp_path):

@@ -48,6 +48,19 @@ class Detection:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def table_row(self) -> dict[str, str]:
+        """Display strings for one line of the `dedupkit detect` terminal table."""
+        return {
+            "image": self.source or "",
+            "marked": "yes" if self.marked else ("error" if self.error else "no"),
+            "method": self.method or "",
+            "p_value": f"{self.p_value:.1e}" if self.marked else "",
+            "bit_accuracy": f"{self.bit_accuracy:.3f}" if self.bit_accuracy is not None else "",
+            "dataset_match": "yes" if self.dataset_match else "no",
+            "record_index": "" if self.record_index is None else str(self.record_index),
+            "record": self.error or self.record_key or (f"{len(self.candidates)} candidates" if self.candidates else ""),
+        }
+
 
 def resolve_key(key: str | bytes | None, registry: str | Path | Registry | None) -> bytes:
     """The key given, else the one saved beside the registry."""
