@@ -1,0 +1,482 @@
+"""How many planted copies does near-duplicate removal catch, and how many distinct pictures does it lose?
+
+A development set from real images that packages install (scikit-image and opencv-doc
+photos, openclipart drawings flattened on white, deduplicated by pixels), resized to
+realistic sizes (256-1024 px, plus a slice of small 48-128 px pictures).  A share of
+the originals get transformed copies: resize, JPEG, crop, flip, small rotation,
+colour change, text overlay, padding, grayscale, and combinations.  Every original
+and its copies form one *family*.
+
+The analysis pass (decode, perceptual hashes with their mirrored hashes, EfficientNet
+embeddings) runs once through `dedupkit.pipeline.run_clean`; its signature shards are
+cached under benchmarks/.cache/ and every dedupkit setting is then just a call of
+`decide_duplicates`.  imagededup's PHash (`encode_images`, `find_duplicates_to_remove`)
+runs on the same files at its default threshold 10 and at a tighter one.
+
+Families are split in two halves by a hash of their id: thresholds are chosen on the
+`dev` half (`--calibrate` prints the grid) and the table reports the `test` half.
+
+Metrics, per method and half:
+- copies removed: records dropped in favour of a member of their own family, over the
+  planted copies (the keep policy may keep an upscaled or padded copy and drop the
+  original instead: one of the family's redundant members is removed all the same);
+- distinct lost: families whose every member was dropped in favour of another family;
+- false merges: records dropped in favour of a record of another family;
+- per-transform recall: the copy and its original were tied together, whichever is kept;
+  the same for the copies of small pictures.
+
+    python benchmarks/neardup_quality.py                 # build/reuse the set, print the test half
+    python benchmarks/neardup_quality.py --calibrate     # also the grid of variants on the dev half
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+import hashlib
+import json
+import logging
+import re
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
+
+from dedupkit.records import DROPPED
+from dedupkit.samples import load_rgb, opencv_photos, real_images, skimage_photos
+from dedupkit.search.decide import decide_duplicates
+from dedupkit.search.options import DedupOptions
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache" / "neardup_quality"
+RESULTS = HERE / "results"
+
+SINGLE_TRANSFORMS = ("resize", "jpeg", "crop", "flip", "rotate", "colour", "text", "pad", "grayscale")
+COMBINATIONS = {
+    "resize+jpeg": ("resize", "jpeg"),
+    "crop+flip": ("crop", "flip"),
+    "colour+text": ("colour", "text"),
+    "pad+resize+jpeg": ("pad", "resize", "jpeg"),
+    "rotate+crop+colour": ("rotate", "crop", "colour"),
+}
+TRANSFORMS = SINGLE_TRANSFORMS + tuple(COMBINATIONS)
+ANALYSIS_HASHES = ("phash", "dhash")
+MAX_SOURCE_PIXELS = 40_000_000  # a few openclipart posters are 170 Mpx: slow to load, and no different in kind
+
+
+# ----------------------------------------------------------------------------- transforms
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
+def _text_font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=max(10, size))
+
+
+def apply_transform(image: Image.Image, name: str, rng: np.random.Generator) -> Image.Image:
+    """One planted copy of `image` (RGB): a single transform or a named combination."""
+    if name in COMBINATIONS:
+        for step in COMBINATIONS[name]:
+            image = apply_transform(image, step, rng)
+        return image
+    width, height = image.size
+    if name == "resize":
+        scale = rng.uniform(0.3, 0.7) if rng.random() < 0.7 else rng.uniform(1.2, 1.6)
+        return image.resize((max(16, round(width * scale)), max(16, round(height * scale))), Image.LANCZOS)
+    if name == "jpeg":
+        return _jpeg(image, int(rng.integers(30, 91)))
+    if name == "crop":
+        # 5-20 % of each side's length removed, split at random between its two ends.
+        cut_x, cut_y = rng.uniform(0.05, 0.2) * width, rng.uniform(0.05, 0.2) * height
+        left, top = rng.uniform(0, cut_x), rng.uniform(0, cut_y)
+        return image.crop((round(left), round(top), round(width - (cut_x - left)), round(height - (cut_y - top))))
+    if name == "flip":
+        return ImageOps.mirror(image)
+    if name == "rotate":
+        angle = rng.uniform(3, 10) * rng.choice([-1, 1])
+        fill = (255, 255, 255) if rng.random() < 0.5 else (0, 0, 0)
+        return image.rotate(angle, resample=Image.BICUBIC, fillcolor=fill)
+    if name == "colour":
+        image = ImageEnhance.Color(image).enhance(rng.uniform(0.4, 1.7))
+        image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.75, 1.3))
+        return _shift_hue(image, rng.uniform(0.03, 0.12) * rng.choice([-1, 1]))
+    if name == "text":
+        draw_on = image.copy()
+        draw = ImageDraw.Draw(draw_on)
+        size = int(min(width, height) * rng.uniform(0.06, 0.12))
+        text = rng.choice(["© stock photo 2024", "SAMPLE", "www.example.com", "my favourite picture"])
+        x, y = rng.uniform(0.02, 0.4) * width, rng.uniform(0.05, 0.85) * height
+        colour = tuple(int(c) for c in rng.choice([[255, 255, 255], [0, 0, 0], [220, 30, 30]]))
+        draw.text((x, y), text, fill=colour, font=_text_font(size), stroke_width=max(1, size // 12),
+                  stroke_fill=(128, 128, 128))
+        return draw_on
+    if name == "pad":
+        border = max(2, round(max(width, height) * rng.uniform(0.05, 0.2)))
+        colour = tuple(int(c) for c in rng.choice([[255, 255, 255], [0, 0, 0], [128, 128, 128]]))
+        return ImageOps.expand(image, border=border, fill=colour)
+    if name == "grayscale":
+        return image.convert("L").convert("RGB")
+    raise ValueError(f"unknown transform {name!r}: choose from {', '.join(TRANSFORMS)}")
+
+
+def _shift_hue(image: Image.Image, shift: float) -> Image.Image:
+    hsv = np.asarray(image.convert("HSV"), dtype=np.int16)
+    hsv[..., 0] = (hsv[..., 0] + round(shift * 255)) % 256
+    return Image.fromarray(hsv.astype(np.uint8), "HSV").convert("RGB")
+
+
+# ----------------------------------------------------------------------------- the development set
+
+
+@dataclass(frozen=True)
+class SetConfig:
+    originals: int = 1200
+    planted_share: float = 0.35
+    copies_per_planted: int = 3
+    small_share: float = 0.15
+    seed: int = 0
+
+    @property
+    def name(self) -> str:
+        digest = hashlib.sha256(json.dumps({**asdict(self), "version": 2}, sort_keys=True).encode()).hexdigest()[:10]
+        return f"set_{self.originals}_{digest}"
+
+
+def drawing_series(path: Path) -> str:
+    """openclipart's numbered series share a name but for digits: star_73pt02step, star_75pt02step, ..."""
+    return re.sub(r"\d+", "#", path.name)
+
+
+def distinct_pictures(rng: np.random.Generator, count: int) -> list[tuple[Path, Image.Image]]:
+    """`count` real pictures, distinct by pixels: every photo, then drawings drawn at random.
+
+    At most one drawing per numbered series: openclipart holds hundreds of generated
+    stars that differ by a point or two, which no one would call distinct pictures
+    and which would swamp the measure of distinct pictures lost.  The photos keep
+    their natural look-alikes (chessboard views left01..left14, aloeL/aloeR, ...).
+    """
+    photos = set(skimage_photos() + opencv_photos())
+    candidates = real_images()
+    chosen_photos = [p for p in candidates if p in photos]
+    drawings = [p for p in candidates if p not in photos]
+    order = chosen_photos + [drawings[i] for i in rng.permutation(len(drawings))]
+    pictures, seen, series_seen = [], set(), set()
+    for path in order:
+        if path not in photos:
+            if drawing_series(path) in series_seen:
+                continue
+            series_seen.add(drawing_series(path))
+        try:
+            with Image.open(path) as header:
+                if header.width * header.height > MAX_SOURCE_PIXELS:
+                    continue
+            image = load_rgb(path)
+        except Exception:
+            continue
+        digest = hashlib.sha256(image.tobytes() + repr(image.size).encode()).digest()
+        if digest in seen or np.asarray(image).std() < 2:  # identical pixels, or a blank canvas
+            continue
+        seen.add(digest)
+        pictures.append((path, image))
+        if len(pictures) >= count:
+            break
+    return pictures
+
+
+def realistic_size(image: Image.Image, rng: np.random.Generator, small: bool) -> Image.Image:
+    long_side = int(rng.integers(48, 129)) if small else int(rng.integers(256, 1025))
+    long_side = min(long_side, max(image.size)) if not small else long_side
+    scale = long_side / max(image.size)
+    size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
+    return image.resize(size, Image.LANCZOS)
+
+
+def split_of(family: int) -> str:
+    return "dev" if hashlib.sha256(f"family-{family}".encode()).digest()[0] % 2 == 0 else "test"
+
+
+def build_set(config: SetConfig, folder: Path) -> list[dict]:
+    """Write the originals and planted copies under `folder`; returns one label per file."""
+    labels_path = folder / "labels.json"
+    if labels_path.exists():
+        return json.loads(labels_path.read_text())
+    rng = np.random.default_rng(config.seed)
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    labels = []
+    pictures = distinct_pictures(rng, config.originals)
+    planted = set(rng.choice(len(pictures), size=round(config.planted_share * len(pictures)), replace=False).tolist())
+    photo_paths = set(skimage_photos() + opencv_photos())
+    for family, (path, picture) in enumerate(pictures):
+        small = bool(rng.random() < config.small_share)
+        original = realistic_size(picture, rng, small)
+        is_photo = path in photo_paths
+        entries = [("original", original)]
+        if family in planted:
+            for transform in rng.choice(TRANSFORMS, size=config.copies_per_planted, replace=False):
+                entries.append((str(transform), apply_transform(original, str(transform), rng)))
+        for index, (transform, image) in enumerate(entries):
+            # Photos and copies are stored as JPEG (as the web has them), drawings as PNG.
+            ext = "jpg" if (is_photo or transform != "original") else "png"
+            name = f"{family:05d}_{index}_{transform.replace('+', '-')}.{ext}"
+            options = {"quality": 92} if ext == "jpg" and "jpeg" not in transform else {}
+            if ext == "jpg" and "jpeg" in transform:
+                options = {"quality": 95}  # the JPEG transform already degraded it
+            image.save(images / name, **options)
+            labels.append({
+                "key": name, "family": family, "transform": transform, "split": split_of(family),
+                "small": small, "photo": is_photo, "source": str(path), "width": image.width, "height": image.height,
+            })
+    labels_path.write_text(json.dumps(labels))
+    return labels
+
+
+# ----------------------------------------------------------------------------- signatures
+
+
+def analyse(folder: Path) -> pa.Table:
+    """Signature table of every file (dedupkit's analysis pass, run once and cached)."""
+    from dedupkit.pipeline import CleanOptions, run_clean
+
+    out = folder / "run"
+    shards = sorted((out / "signatures").glob("*.parquet")) if out.exists() else []
+    if not (out / "manifest.parquet").exists():
+        analysis = DedupOptions(hash_radius=tuple((kind, 8) for kind in ANALYSIS_HASHES), flip=True,
+                                embedder="efficientnet-lite0")
+        run_clean(str(folder / "images"), out, CleanOptions(dedup=analysis, write_output=False, shard_size=500),
+                  overwrite=False)
+        shards = sorted((out / "signatures").glob("*.parquet"))
+    return pa.concat_tables([pq.read_table(shard) for shard in shards], promote_options="default")
+
+
+def imagededup_encodings(folder: Path) -> dict[str, str]:
+    cache = folder / "imagededup_phash.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    from imagededup.methods import PHash
+
+    _quiet_imagededup()
+    encodings = PHash(verbose=False).encode_images(image_dir=str(folder / "images"), num_enc_workers=0)
+    cache.write_text(json.dumps(encodings))
+    return encodings
+
+
+def _quiet_imagededup() -> None:
+    """imagededup logs every search at INFO on its own handlers; the table is what this script prints."""
+    for name in ("imagededup.methods.hashing", "imagededup.handlers.search.retrieval"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One method's decision on one half: which files it drops and the file kept in their place."""
+
+    dropped: set
+    keeper: dict  # dropped key -> the kept key it was dropped for
+
+
+def score(outcome: Outcome, labels: list[dict]) -> dict:
+    family = {label["key"]: label["family"] for label in labels}
+    original = {label["family"]: label["key"] for label in labels if label["transform"] == "original"}
+    copies = [label for label in labels if label["transform"] != "original"]
+    # The keep policy may keep a larger copy (upscaled, padded) and drop the original: what
+    # counts is how many of a family's redundant members go, and that they go to their own family.
+    removed_in_family = sum(1 for key in outcome.dropped if family[outcome.keeper[key]] == family[key])
+    false_merges = sum(1 for key in outcome.dropped if family[outcome.keeper[key]] != family[key])
+
+    def found(label: dict) -> bool:
+        """The copy was tied to its original, whichever of the two was kept."""
+        key, source = label["key"], original[label["family"]]
+        if key in outcome.dropped:
+            return family[outcome.keeper[key]] == label["family"]
+        return source in outcome.dropped and outcome.keeper[source] == key
+
+    members: dict[int, list[str]] = {}
+    for label in labels:
+        members.setdefault(label["family"], []).append(label["key"])
+    lost = [f for f, keys in members.items() if all(key in outcome.dropped for key in keys)]
+    small_families = {label["family"] for label in labels if label["small"]}
+
+    def recall(subset: list[dict]) -> dict:
+        hits = sum(1 for label in subset if found(label))
+        return {"copies": len(subset), "found": hits, "recall": hits / len(subset) if subset else None}
+
+    return {
+        "families": len(members),
+        "files": len(labels),
+        "planted_copies": len(copies),
+        "copies_removed": removed_in_family / len(copies),
+        "distinct_lost": len(lost),
+        "distinct_lost_share": len(lost) / len(members),
+        "false_merges": false_merges,
+        "dropped": len(outcome.dropped),
+        "per_transform": {name: recall([c for c in copies if c["transform"] == name]) for name in TRANSFORMS},
+        "small_slice": {
+            "families": len(small_families),
+            "distinct_lost": sum(1 for f in lost if f in small_families),
+            **recall([c for c in copies if c["small"]]),
+        },
+        "lost_examples": [members[f][0] for f in lost[:12]],
+    }
+
+
+def dedupkit_outcome(table: pa.Table, options: DedupOptions) -> Outcome:
+    verdicts = decide_duplicates(table, options)
+    keys = table.column("key").to_pylist()
+    dropped = {key for key, status in zip(keys, verdicts.status) if status == DROPPED}
+    keeper = {key: k for key, k, status in zip(keys, verdicts.keeper_key, verdicts.status) if status == DROPPED}
+    return Outcome(dropped, keeper)
+
+
+def imagededup_outcome(encodings: dict[str, str], threshold: int) -> Outcome:
+    """imagededup's own removal list; a removed file's keeper is its nearest duplicate that stays."""
+    from imagededup.methods import PHash
+
+    _quiet_imagededup()
+    method = PHash(verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "num_enc_workers has no effect" with an encoding map
+        dropped = set(method.find_duplicates_to_remove(encoding_map=encodings, max_distance_threshold=threshold))
+        duplicates = method.find_duplicates(encoding_map=encodings, max_distance_threshold=threshold, scores=True)
+    keeper = {}
+    for key in dropped:
+        kept = sorted((distance, other) for other, distance in duplicates[key] if other not in dropped)
+        keeper[key] = kept[0][1] if kept else duplicates[key][0][0]
+    return Outcome(dropped, keeper)
+
+
+# ----------------------------------------------------------------------------- methods
+
+
+def dedupkit_variants() -> dict[str, DedupOptions]:
+    """dedupkit's defaults and the settings the calibration grid compares them with."""
+    variants = {"dedupkit defaults": DedupOptions()}
+    for radius in (4, 6, 8, 10):
+        variants[f"phash {radius} + flip only"] = DedupOptions(hash_radius=(("phash", radius),), embedder=None)
+    for similarity in (0.85, 0.88, 0.9, 0.92, 0.93, 0.94, 0.95):
+        variants[f"embedding {similarity} only"] = DedupOptions(hash_radius=(), embedder="efficientnet-lite0",
+                                                                min_similarity=similarity)
+    for radius in (2, 4, 6, 8):
+        for similarity in (0.88, 0.9, 0.92, 0.93, 0.94):
+            variants[f"phash {radius} + flip, embedding {similarity}"] = DedupOptions(
+                hash_radius=(("phash", radius),), min_similarity=similarity)
+    return variants
+
+
+def evaluate(labels: list[dict], table: pa.Table, encodings: dict[str, str], split: str,
+             variants: dict[str, DedupOptions], peers: bool) -> dict[str, dict]:
+    half = [label for label in labels if label["split"] == split]
+    keys = {label["key"] for label in half}
+    rows = table.filter(pa.compute.is_in(table.column("key"), pa.array(sorted(keys))))
+    results = {}
+    if peers:
+        half_encodings = {key: value for key, value in encodings.items() if key in keys}
+        for threshold in (10, 6):
+            results[f"imagededup PHash {threshold}"] = {
+                "settings": {"max_distance_threshold": threshold},
+                **score(imagededup_outcome(half_encodings, threshold), half),
+            }
+    for name, options in variants.items():
+        results[name] = {"settings": _settings(options), **score(dedupkit_outcome(rows, options), half)}
+    return results
+
+
+def _settings(options: DedupOptions) -> dict:
+    settings = asdict(options)
+    settings["hash_radius"] = [list(pair) for pair in options.hash_radius]
+    return settings
+
+
+def print_table(title: str, results: dict[str, dict]) -> None:
+    print(f"\n{title}")
+    header = f"{'method':42} {'copies removed':>14} {'distinct lost':>15} {'false merges':>12}"
+    short = {"resize+jpeg": "rs+jp", "crop+flip": "cr+fl", "colour+text": "co+tx", "pad+resize+jpeg": "pd+rs+jp",
+             "rotate+crop+colour": "ro+cr+co"}
+    names = [short.get(name, name[:6]) for name in TRANSFORMS]
+    print(header + "  " + " ".join(f"{n:>8}" for n in names) + f" {'small':>6}")
+    for name, r in results.items():
+        per = " ".join(_percent(r["per_transform"][t]["recall"], 8) for t in TRANSFORMS)
+        print(f"{name:42} {100 * r['copies_removed']:13.1f}% {r['distinct_lost']:5d} ({100 * r['distinct_lost_share']:4.1f}%)"
+              f" {r['false_merges']:12d}  {per} {_percent(r['small_slice']['recall'], 6)}")
+
+
+def _percent(share: float | None, width: int) -> str:
+    return f"{'-':>{width}}" if share is None else f"{100 * share:{width}.0f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--originals", type=int, default=SetConfig.originals)
+    parser.add_argument("--seed", type=int, default=SetConfig.seed)
+    parser.add_argument("--calibrate", action="store_true", help="also score the grid of variants on the dev half")
+    parser.add_argument("--output", type=Path, default=RESULTS / "neardup_quality.json")
+    args = parser.parse_args(argv)
+
+    config = SetConfig(originals=args.originals, seed=args.seed)
+    folder = CACHE / config.name
+    started = time.perf_counter()
+    labels = build_set(config, folder)
+    print(f"set: {len(labels)} files, {len({l['family'] for l in labels})} families ({folder}), "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    started = time.perf_counter()
+    table = analyse(folder)
+    print(f"signatures: {table.num_rows} rows, {time.perf_counter() - started:.0f} s", flush=True)
+    encodings = imagededup_encodings(folder)
+    matches = _imagededup_agreement(table, encodings)
+    print(f"dedupkit pHash equal to imagededup's on {matches:.1%} of files", flush=True)
+
+    variants = dedupkit_variants()
+    report = {"set": asdict(config), "files": len(labels), "phash_equal_to_imagededup": matches,
+              "transforms": {"single": list(SINGLE_TRANSFORMS), "combinations": COMBINATIONS}}
+    if args.calibrate:
+        report["dev"] = evaluate(labels, table, encodings, "dev", variants, peers=True)
+        print_table("dev half (calibration grid)", report["dev"])
+    shown = {name: variants[name] for name in _report_variants(variants)}
+    report["test"] = evaluate(labels, table, encodings, "test", shown, peers=True)
+    print_table("test half (held out)", report["test"])
+    defaults = report["test"]["dedupkit defaults"]
+    peer = report["test"]["imagededup PHash 10"]
+    print(f"\ndedupkit defaults vs imagededup PHash 10 (test half): copies removed "
+          f"{100 * defaults['copies_removed']:.1f}% vs {100 * peer['copies_removed']:.1f}%, distinct lost "
+          f"{defaults['distinct_lost']} vs {peer['distinct_lost']} of {defaults['families']} families; "
+          f"targets >= 95% and <= 0.5%: "
+          f"{'met' if defaults['copies_removed'] >= 0.95 and defaults['distinct_lost_share'] <= 0.005 else 'NOT met'}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _report_variants(variants: dict[str, DedupOptions]) -> list[str]:
+    wanted = ["dedupkit defaults", "phash 8 + flip only", "phash 4 + flip only", "embedding 0.93 only",
+              "embedding 0.9 only", "phash 4 + flip, embedding 0.92", "phash 8 + flip, embedding 0.93"]
+    return [name for name in wanted if name in variants]
+
+
+def _imagededup_agreement(table: pa.Table, encodings: dict[str, str]) -> float:
+    from dedupkit.signatures.columns import hashes_from_column
+    from dedupkit.signatures.hashes import hash_to_hex
+
+    ours = dict(zip(table.column("key").to_pylist(), (hash_to_hex(h) for h in hashes_from_column(table.column("sig_phash")))))
+    shared = [key for key in ours if key in encodings]
+    return sum(ours[key] == encodings[key] for key in shared) / max(1, len(shared))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
