@@ -97,7 +97,8 @@ def _trials_per_read(method) -> int:
 
 def false_alarm_bound(method_name: str) -> float:
     """Probability that one detection with this method flags an unmarked image (union bound over
-    its gain hypotheses and soft-decoding trials)."""
+    its gain hypotheses and soft-decoding trials), assuming read bits are fair coins; see
+    SpreadTransformDct for where that assumption is weak."""
     method = get_method(method_name)
     reads = len(getattr(method, "GAINS", (1.0,)))
     return min(1.0, reads * _trials_per_read(method) * false_alarm_probability(method.layout))
