@@ -78,8 +78,7 @@ def train_head(train: dict, epochs: int, width: int, seed: int) -> MarkHead:
             optimizer.step()
             total += float(loss.detach()) * len(index)
         schedule.step()
-        if epoch % 5 == 4 or epoch == epochs - 1:
-            print(f"  epoch {epoch + 1}/{epochs} loss {total / len(order):.4f}", flush=True)
+        print(f"  epoch {epoch + 1}/{epochs} loss {total / len(order):.4f}", flush=True)
     return head.eval()
 
 
@@ -104,8 +103,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-samples", type=int, default=2400)
     parser.add_argument("--val-samples", type=int, default=600)
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--target-fpr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)

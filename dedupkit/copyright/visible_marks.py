@@ -63,7 +63,7 @@ class FrozenTrunk(nn.Module):
 class MarkHead(nn.Module):
     """Fuses both feature maps, then max- and mean-pools a small local detector into one logit."""
 
-    def __init__(self, width: int = 64) -> None:
+    def __init__(self, width: int = 32) -> None:
         super().__init__()
         self.reduce16 = nn.Sequential(nn.Conv2d(STRIDE16_CHANNELS, width, 1), nn.ReLU())
         self.reduce32 = nn.Sequential(nn.Conv2d(STRIDE32_CHANNELS, width, 1), nn.ReLU())
