@@ -325,19 +325,25 @@ def main(argv=None) -> int:
     return 0
 
 
+def _rate_text(rate: dict | None) -> str:
+    if not rate:
+        return "-"
+    return f"{rate['count']}/{rate['total']} {100 * rate['rate']:.1f}% [{100 * rate['low']:.1f},{100 * rate['high']:.1f}]"
+
+
 def print_comparison(report: dict) -> None:
     arms = report["arms"]
     control = report["control"]
     print(f"\nreplica: {report['criterion']['description']}")
-    print(f"{'set':>14} {'train imgs':>10} {'replicas (95% CI)':>28} {'distinct':>9} {'groups':>7} {'vs raw':>8}")
+    print(f"{'set':>14} {'train imgs':>10} {'replicas (95% CI)':>28} {'distinct':>9} {'groups':>7} {'vs raw':>8} "
+          f"{'nearer than any real (95% CI)':>30}")
     for name, arm in list(arms.items()) + [("held-out real", control)]:
-        rate = arm["replicated"]
-        cell = f"{rate['count']}/{rate['total']} {100 * rate['rate']:.1f}% [{100 * rate['low']:.1f},{100 * rate['high']:.1f}]"
+        cell = _rate_text(arm["replicated"])
         reduction = arm.get("reduction_vs_raw")
         print(
             f"{name:>14} {arm.get('training', {}).get('training_images', '-'):>10} {cell:>28} "
             f"{arm['distinct_training_images_replicated']:>9} {arm['distinct_groups_replicated']:>7} "
-            f"{'-' if reduction is None else f'{100 * reduction:.0f}%':>8}"
+            f"{'-' if reduction is None else f'{100 * reduction:.0f}%':>8} {_rate_text(arm.get('closer_than_any_held_out')):>30}"
         )
     if {"raw", "imagededup", "dedupkit"} <= set(arms):
         raw, imagededup, ours = (arms[a]["distinct_groups_replicated"] for a in ("raw", "imagededup", "dedupkit"))

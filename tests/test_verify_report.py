@@ -56,7 +56,8 @@ def test_verify_generations_finds_the_copies_among_outside_generations(tmp_path)
     rng = np.random.default_rng(1)
     train = rng.integers(0, 256, (40, 1, 16, 16), dtype=np.uint8)
     train[30:] = train[0]  # one picture duplicated ten times
-    unseen = rng.integers(0, 256, (10, 1, 16, 16), dtype=np.uint8)
+    # Real unseen images resemble training images, but none is a copy (RMS difference ~0.07).
+    unseen = np.clip(train[10:20].astype(int) + rng.integers(-30, 31, (10, 1, 16, 16)), 0, 255).astype(np.uint8)
     copies = np.clip(train[[0, 0, 5]].astype(int) + rng.integers(-2, 3, (3, 1, 16, 16)), 0, 255).astype(np.uint8)
     generations = np.concatenate([copies, rng.integers(0, 256, (5, 1, 16, 16), dtype=np.uint8)])
     report = verify_generations(
@@ -72,6 +73,7 @@ def test_verify_generations_finds_the_copies_among_outside_generations(tmp_path)
     assert arm["distinct_training_images_replicated"] == 2
     assert arm["distinct_groups_replicated_that_were_duplicated"] == 1
     assert report["control"]["replicated"]["count"] == 0
+    assert arm["closer_than_any_held_out"]["count"] == 3
     assert report["settings"]["resolution"] == 16
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["arms"]["generations"]["replicated"] == arm["replicated"]

@@ -113,6 +113,14 @@ def measure_replication(
 
     control = measured("held-out real", holdout, control_neighbours) if holdout is not None else None
     sets = {name: measured(name, images, search(images)) for name, images in generation_sets.items()}
+    if control is not None:
+        # Threshold-free view: generations nearer to a training image than every real
+        # unseen image is. Memorization shows here before copies become pixel-exact.
+        closest_real = float(control.neighbours.nearest_distance.min())
+        for item in sets.values():
+            closer = int((item.neighbours.nearest_distance < closest_real).sum())
+            item.summary["closer_than_any_held_out"] = dataclasses.asdict(RateWithInterval.of(closer, len(item.flags)))
+            item.summary["closest_held_out_distance"] = closest_real
 
     if embed is not None:
         _add_embedding_view(sets, control, reference, embed)

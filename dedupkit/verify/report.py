@@ -169,6 +169,7 @@ def _html(report: dict, measurement: Measurement, histogram: Path, grids: dict) 
     entries = list(report["arms"].items()) + ([("held-out real (control)", report["control"])] if report["control"] else [])
     for name, summary in entries:
         embedding = summary.get("embedding", {}).get("above_control_max")
+        closer = summary.get("closer_than_any_held_out")
         watermark = summary.get("watermark", {}).get("marked")
         rows.append(
             "<tr>"
@@ -181,6 +182,7 @@ def _html(report: dict, measurement: Measurement, histogram: Path, grids: dict) 
                     summary["distinct_groups_replicated"],
                     summary["distinct_groups_replicated_that_were_duplicated"],
                     f"{summary['nearest_distance_quantiles']['0.5']:.3f}",
+                    _rate_cell(closer) if closer else "-",
                     _rate_cell(embedding) if embedding else "-",
                     _rate_cell(watermark) if watermark else "-",
                 )
@@ -204,7 +206,7 @@ Rates with 95 % Wilson intervals. Groups are duplicate groups of the raw data
 ({report['reference']['raw_training_images']} raw images, {report['reference']['distinct_training_images']} distinct pictures,
 {report['reference']['duplicated_groups']} duplicated groups).</p>
 <table><tr><th>set</th><th>replicas</th><th>distinct training images copied</th><th>distinct groups copied</th>
-<th>of which duplicated in raw</th><th>median nearest distance</th><th>embedding: above any real image</th><th>watermarked</th></tr>
+<th>of which duplicated in raw</th><th>median nearest distance</th><th>nearer than any held-out real image</th><th>embedding: above any real image</th><th>watermarked</th></tr>
 {''.join(rows)}</table>
 <h2>Nearest-neighbour distance</h2><img src="{_embed_png(histogram)}" alt="histogram">
 <h2>Most-replicated training images</h2>{grid_html}
