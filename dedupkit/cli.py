@@ -144,9 +144,22 @@ def _dedup_options(hashes: list[str], flip: bool, embedder: str, min_similarity:
     )
 
 
+def _copyright_settings(policy: str, visible_marks: bool) -> dict:
+    if policy not in COPYRIGHT_POLICIES:
+        _fail(f"--copyright {policy!r}: use one of {', '.join(COPYRIGHT_POLICIES)}")
+    return {"copyright": None if policy == "off" else policy, "visible_marks": visible_marks}
+
+
+def _watermark_settings(method: str, key: str | None) -> dict:
+    from_choices = ("auto", "stdmDct", "dwtDct", "dwtDctSvd", "rivaGan", "none")
+    if method not in from_choices:
+        _fail(f"--watermark {method!r}: use one of {', '.join(from_choices)}")
+    return {"watermark_method": None if method == "none" else method, "watermark_key": key}
+
+
 def _options(
     output_format, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column,
-    dedup=None, write_output=True,
+    dedup=None, write_output=True, **stages,
 ):
     from dedupkit.pipeline import CleanOptions
 
@@ -160,6 +173,7 @@ def _options(
         workers=workers,
         write_output=write_output,
         dedup=dedup,
+        **stages,
         limits=DecodeLimits(min_side=min_side, max_pixels=max_pixels),
         source=SourceOptions(
             files_per_unit=shard_size,
@@ -201,6 +215,25 @@ KeepOption = typer.Option(
     _DEFAULT_DEDUP.keep, "--keep", help=f"Which member of a duplicate cluster is kept: {', '.join(KEEP_POLICIES)}."
 )
 ExactOnlyOption = typer.Option(False, "--exact-only", help="Drop exact duplicates only (identical pixels); no near-duplicate search.")
+COPYRIGHT_POLICIES = ("tag", "drop", "prefer-unmarked", "off")
+CopyrightOption = typer.Option(
+    "tag",
+    "--copyright",
+    help="Copyright-marked images (rights metadata, no-AI reservations, captions, stock URLs, visible marks): "
+    "tag (manifest columns only), drop, prefer-unmarked (an unmarked copy is the cluster's keeper), or off.",
+)
+VisibleMarksOption = typer.Option(
+    True, "--visible-marks/--no-visible-marks", help="Score visible marks (logos, stock watermarks) with the shipped classifier."
+)
+WatermarkMethodOption = typer.Option(
+    "auto",
+    "--watermark",
+    help="Invisible watermark in every kept image: auto (stdmDct, from 32 px up), stdmDct, dwtDct, dwtDctSvd, "
+    "rivaGan, or none. The payload traces an image to this dataset and record (OUT/watermarks.parquet).",
+)
+KeyOption = typer.Option(
+    None, "--key", help="Watermark key (hex or passphrase); default: OUT/watermark.key, generated on the first run."
+)
 
 
 @app.command()
@@ -224,16 +257,23 @@ def clean(
     min_similarity: float = MinSimilarityOption,
     keep: str = KeepOption,
     exact_only: bool = ExactOnlyOption,
+    copyright: str = CopyrightOption,
+    visible_marks: bool = VisibleMarksOption,
+    watermark: str = WatermarkMethodOption,
+    key: Optional[str] = KeyOption,
     overwrite: bool = OverwriteOption,
 ) -> None:
-    """Stream SRC, drop duplicates, write the kept records to OUT/data and account for every record.
+    """Stream SRC, drop duplicates, tag copyright, watermark the kept records into OUT/data; account for every record.
 
     OUT/manifest.parquet has one row per input record (kept, dropped with its keeper, or
     skipped with the reason); OUT/summary.json has the counts and timings. The source is
     never modified. Run the same command again after an interruption to resume.
     """
     dedup = _dedup_options(hashes, flip, embedder, min_similarity, keep, exact_only)
-    options = _options(output_format, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, dedup)
+    options = _options(
+        output_format, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, dedup,
+        **_copyright_settings(copyright, visible_marks), **_watermark_settings(watermark, key),
+    )
     _run(src, out, options, overwrite)
 
 
@@ -259,8 +299,108 @@ def dedup(
 ) -> None:
     """Decide duplicates only: write the manifest (who is a copy of whom), copy no images."""
     dedup = _dedup_options(hashes, flip, embedder, min_similarity, keep, exact_only)
-    options = _options(None, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, dedup, write_output=False)
+    # Only the stages that decide duplicates: copyright tags only when the keeper policy needs them.
+    copyright = "tag" if keep == "prefer-unmarked" else None
+    options = _options(
+        None, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, dedup,
+        write_output=False, copyright=copyright, watermark_method=None,
+    )
     _run(src, out, options, overwrite)
+
+
+@app.command()
+def tag(
+    src: str = typer.Argument(..., help=SRC_HELP),
+    out: Path = typer.Argument(..., help="Output folder for manifest.parquet (copyright columns) and summary.json."),
+    shard_size: int = ShardSizeOption,
+    workers: int = WorkersOption,
+    min_side: int = MinSideOption,
+    max_pixels: int = MaxPixelsOption,
+    image_column: Optional[str] = ImageColumnOption,
+    caption_column: Optional[str] = CaptionColumnOption,
+    url_column: Optional[str] = UrlColumnOption,
+    key_column: Optional[str] = KeyColumnOption,
+    visible_marks: bool = VisibleMarksOption,
+    overwrite: bool = OverwriteOption,
+) -> None:
+    """Tag copyright-marked images only: manifest columns copyright_marked, training_prohibited, rights_holder, copyright_evidence, visible_mark_score. Nothing is dropped or copied."""
+    options = _options(
+        None, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, None,
+        write_output=False, find_duplicates=False, copyright="tag", visible_marks=visible_marks, watermark_method=None,
+    )
+    _run(src, out, options, overwrite)
+
+
+@app.command()
+def watermark(
+    src: str = typer.Argument(..., help=SRC_HELP),
+    out: Path = typer.Argument(..., help="Output folder: data/ (every readable image marked), watermarks.parquet, manifest.parquet."),
+    output_format: Optional[str] = typer.Option(None, "--format", "-f", help="Output format: folder, webdataset or parquet (default: the source's)."),
+    method: str = WatermarkMethodOption,
+    key: Optional[str] = KeyOption,
+    shard_size: int = ShardSizeOption,
+    workers: int = WorkersOption,
+    min_side: int = MinSideOption,
+    max_pixels: int = MaxPixelsOption,
+    image_column: Optional[str] = ImageColumnOption,
+    caption_column: Optional[str] = CaptionColumnOption,
+    url_column: Optional[str] = UrlColumnOption,
+    key_column: Optional[str] = KeyColumnOption,
+    overwrite: bool = OverwriteOption,
+) -> None:
+    """Watermark every readable image of SRC into OUT/data (no deduplication); OUT/watermarks.parquet maps each payload to its record."""
+    if method == "none":
+        _fail("--watermark none makes nothing to do here; choose a method")
+    options = _options(
+        output_format, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, None,
+        find_duplicates=False, copyright=None, **_watermark_settings(method, key),
+    )
+    _run(src, out, options, overwrite)
+
+
+@app.command()
+def detect(
+    images: list[Path] = typer.Argument(..., help="Images to check (files; folders are searched recursively)."),
+    registry: Optional[Path] = typer.Option(
+        None, "--registry", help="OUT/watermarks.parquet of a dedupkit run: traces a mark to its record."
+    ),
+    key: Optional[str] = typer.Option(
+        None, "--key", help="Watermark key (hex or passphrase); default: the watermark.key beside the registry."
+    ),
+    method: Optional[str] = typer.Option(None, "--method", help="Only try this method (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
+) -> None:
+    """Check images for a dedupkit watermark: marked or not, method, false-alarm probability, bit accuracy, dataset match, and the record it traces to."""
+    import json
+
+    from dedupkit.watermark import WatermarkKeyError, detect_paths
+
+    files = []
+    for path in images:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file()))
+        elif path.exists():
+            files.append(path)
+        else:
+            _fail(f"{path}: no such file or folder")
+    if registry is not None and not registry.is_file():
+        _fail(f"{registry}: no such registry (expected OUT/watermarks.parquet of a dedupkit run)")
+    try:
+        detections = detect_paths(files, key=key, registry=registry, method=method)
+    except WatermarkKeyError as exc:
+        _fail(str(exc))
+    if as_json:
+        for detection in detections:
+            out_console.print_json(json.dumps(detection.to_dict(), default=str))
+        return
+    table = Table(title=f"dedupkit detect: {sum(d.marked for d in detections)} of {len(detections)} marked")
+    columns = list(detections[0].table_row()) if detections else ["image"]
+    for column in columns:
+        wide = column in ("image", "record")
+        table.add_column(column.replace("_", " "), overflow="fold", no_wrap=not wide, ratio=3 if wide else None)
+    for detection in detections:
+        table.add_row(*detection.table_row().values())
+    out_console.print(table)
 
 
 @app.command()

@@ -60,13 +60,24 @@ class CleanOptions:
     """False for `dedupkit dedup`: decide and write the manifest, copy no images."""
     limits: DecodeLimits = DecodeLimits()
     source: SourceOptions = SourceOptions()
+    find_duplicates: bool = True
+    """False for `dedupkit tag` / `watermark`: every readable record is kept."""
     dedup: DedupOptions | None = DedupOptions()
     """Near-duplicate signatures and thresholds; None for exact duplicates only."""
+    copyright: str | None = "tag"
+    """tag (columns only), drop (copyright-marked records dropped), prefer-unmarked, or None (off)."""
+    visible_marks: bool = True
+    """Score visible marks with the shipped classifier (part of copyright tagging)."""
+    watermark_method: str | None = "auto"
+    """Invisible watermark for every kept record (auto, stdmDct, dwtDct, dwtDctSvd, rivaGan) or None."""
+    watermark_key: str | None = None
+    """Hex key; None uses OUT/watermark.key, created on the first run. Never written to run.json."""
 
     def fingerprint(self, source: Source) -> dict:
         """What must match for a rerun to resume instead of starting over."""
         settings = dataclasses.asdict(self)
         settings.pop("workers")  # the result does not depend on the number of workers
+        settings.pop("watermark_key")  # a secret; OUT/watermark.key guards against a changed key
         return {"dedupkit": __version__, "source": _source_identity(source), "settings": settings}
 
 
@@ -127,7 +138,11 @@ class RunPaths:
 def analysis_stages(options: CleanOptions) -> list[Stage]:
     """Stages of the analysis pass, in order; each adds signatures or columns."""
     stages: list[Stage] = [DecodeStage(options.limits)]
-    dedup = options.dedup
+    if options.copyright:
+        from dedupkit.copyright import CopyrightStage
+
+        stages.append(CopyrightStage(visible_marks=options.visible_marks))
+    dedup = options.dedup if options.find_duplicates else None
     if dedup is not None and dedup.hash_kinds:
         stages.append(HashStage(kinds=dedup.hash_kinds, flip=dedup.flip))
     if dedup is not None and dedup.embedder:
@@ -145,9 +160,19 @@ def cached_embedder(spec: str):
     return embedder_from_spec(spec)
 
 
-def output_stages(options: CleanOptions) -> list[Stage]:
-    """Stages applied to kept records just before they are written."""
-    return []
+def output_stages(options: CleanOptions, paths: RunPaths, unit: Unit, record_index: dict[int, int]) -> list[Stage]:
+    """Stages applied to kept records just before they are written (a second decode, for the watermark)."""
+    if not options.watermark_method:
+        return []
+    from dedupkit.watermark import RegistryWriter, WatermarkStage
+
+    registry = RegistryWriter(paths.out, shard=f"{unit.index:05d}")
+    return [
+        DecodeStage(options.limits),
+        WatermarkStage(
+            options.watermark_key, options.watermark_method, registry, index_of=lambda record: record_index[record.ordinal]
+        ),
+    ]
 
 
 def ordinal_range(unit: Unit) -> tuple[int, int]:
@@ -176,9 +201,42 @@ def analyse_unit(source: Source, unit: Unit, options: CleanOptions, paths: RunPa
 
 
 def decide(paths: RunPaths, units: list[Unit], options: CleanOptions) -> pa.Table:
-    """The one global step: which records are duplicates of which keeper."""
+    """The one global step: which records are duplicates of which keeper, and which are dropped for copyright.
+
+    Also numbers every record densely in input order (`record_index`, its row in the
+    manifest): the watermark payload carries it, the registry maps it back to the key.
+    """
     table = concat(pq.read_table(paths.signature_shard(u)) for u in units)
-    return decide_duplicates(table, options.dedup).as_table(table.column("ordinal"))
+    dedup = options.dedup
+    if dedup is not None and options.copyright == "prefer-unmarked":
+        dedup = dataclasses.replace(dedup, keep="prefer-unmarked")
+    if not options.find_duplicates:
+        verdicts = pa.table({"ordinal": table.column("ordinal"), "status": table.column("status"), "reason": table.column("reason")})
+    else:
+        verdicts = decide_duplicates(table, dedup).as_table(table.column("ordinal"))
+    if options.copyright == "drop":
+        verdicts = _drop_copyright_marked(table, verdicts)
+    return verdicts.append_column("record_index", pa.array(np.arange(table.num_rows), pa.int64()))
+
+
+def _drop_copyright_marked(table: pa.Table, verdicts: pa.Table) -> pa.Table:
+    """Kept records that carry copyright evidence are dropped, with the evidence as the reason.
+
+    Copies of a marked keeper stay dropped as its duplicates: the whole cluster goes,
+    since an unmarked copy of a marked picture is the same protected picture.
+    """
+    from dedupkit.copyright import copyright_drop_reason
+
+    status = verdicts.column("status").to_pylist()
+    reason = verdicts.column("reason").to_pylist()
+    marked = table.column("copyright_marked").to_pylist()
+    evidence = table.column("copyright_evidence").to_pylist()
+    for row, (state, is_marked) in enumerate(zip(status, marked)):
+        if state == KEPT and is_marked:
+            status[row] = DROPPED
+            reason[row] = copyright_drop_reason({"copyright_marked": True, "copyright_evidence": evidence[row]})
+    verdicts = verdicts.set_column(verdicts.schema.get_field_index("status"), "status", pa.array(status, pa.string()))
+    return verdicts.set_column(verdicts.schema.get_field_index("reason"), "reason", pa.array(reason, pa.string()))
 
 
 def manifest_rows(analysis: pa.Table, decisions: pa.Table) -> pa.Table:
@@ -199,7 +257,8 @@ def write_unit(
     first, end = ordinal_range(unit)
     decisions = pq.read_table(paths.decisions, filters=[("ordinal", ">=", first), ("ordinal", "<", end)])
     rows = manifest_rows(analysis, decisions)
-    expected = {row["ordinal"]: row for row in rows.select(["ordinal", "status", "sha256"]).to_pylist()}
+    expected = {row["ordinal"]: row for row in rows.select(["ordinal", "status", "sha256", "record_index"]).to_pylist()}
+    record_index = {ordinal: row["record_index"] for ordinal, row in expected.items()}
     changed: dict[int, str] = {}
     extra_columns: dict[int, dict] = {}
 
@@ -224,7 +283,7 @@ def write_unit(
             else:
                 changed[record.ordinal] = record.reason
 
-    stream = finished(run_stages(kept_records(), output_stages(options)))
+    stream = finished(run_stages(kept_records(), output_stages(options, paths, unit, record_index)))
     writer = make_writer(output_format, paths.data, options.shard_size)
     writer.write_unit(unit.index, stream)
     rows = _apply_write_outcomes(rows, changed, extra_columns)
@@ -268,6 +327,14 @@ def run_clean(
     _check_output_folder(paths, source, overwrite)
     fingerprint = options.fingerprint(source)
     _prepare_state(paths, fingerprint, overwrite)
+    if options.write_output and options.watermark_method:
+        from dedupkit.watermark import WatermarkKeyError, load_or_create_key
+
+        try:
+            key = load_or_create_key(paths.out, options.watermark_key)
+        except WatermarkKeyError as exc:
+            raise RunError(str(exc)) from None
+        options = dataclasses.replace(options, watermark_key=key.hex())
 
     timings = {}
     phase_start = time.perf_counter()
@@ -286,6 +353,10 @@ def run_clean(
         todo = [u for u in units if not paths.manifest_part(u).exists()]
         _run_units("write", write_unit, source, todo, options, paths, progress, (output_format,))
         manifest = concat(pq.read_table(paths.manifest_part(u)) for u in units)
+        if options.watermark_method:
+            from dedupkit.watermark import finalize_registry
+
+            finalize_registry(paths.out)
     else:
         decisions = pq.read_table(paths.decisions)
         manifest = manifest_rows(concat(pq.read_table(paths.signature_shard(u)) for u in units), decisions)
@@ -316,9 +387,12 @@ def summarize(manifest: pa.Table, source: Source, output_format, options: CleanO
     reasons = Counter(
         reason_kind(r) for r, s in zip(manifest.column("reason").to_pylist(), manifest.column("status").to_pylist()) if s == SKIPPED
     )
+    kinds = manifest.column("dup_kind").to_pylist() if "dup_kind" in manifest.column_names else [None] * manifest.num_rows
     dup_kinds = Counter(
-        k for k, s in zip(manifest.column("dup_kind").to_pylist(), manifest.column("status").to_pylist()) if s == DROPPED and k
-    ) if "dup_kind" in manifest.column_names else Counter()
+        kind or reason_kind(reason)
+        for kind, reason, state in zip(kinds, manifest.column("reason").to_pylist(), manifest.column("status").to_pylist())
+        if state == DROPPED
+    )
     total = manifest.num_rows
     return {
         "source": source.spec,

@@ -6,7 +6,7 @@ from PIL import Image
 from conftest import jpeg, png, write_folder
 from dedupkit.pipeline import CleanOptions, run_clean
 from dedupkit.search.decide import DedupOptions
-from test_pipeline import manifest
+from test_pipeline import PLAIN, manifest
 
 
 @pytest.fixture()
@@ -24,7 +24,7 @@ def family(tmp_path, real_photo, real_thumbnails):
 
 
 def test_exact_copy_follows_its_picture_to_the_largest_keeper(tmp_path, family):
-    run_clean(str(family), tmp_path / "out", CleanOptions(dedup=DedupOptions(embedder=None, keep="largest")))
+    run_clean(str(family), tmp_path / "out", CleanOptions(dedup=DedupOptions(embedder=None, keep="largest"), **PLAIN))
     rows = {r["key"]: r for r in manifest(tmp_path / "out")}
     assert rows["c_large.jpg"]["status"] == "kept"
     assert rows["d_other.jpg"]["status"] == "kept" and rows["d_other.jpg"]["cluster_id"] == -1
@@ -36,14 +36,14 @@ def test_exact_copy_follows_its_picture_to_the_largest_keeper(tmp_path, family):
 
 
 def test_keep_first_keeps_input_order(tmp_path, family):
-    run_clean(str(family), tmp_path / "out", CleanOptions(dedup=DedupOptions(embedder=None, keep="first")))
+    run_clean(str(family), tmp_path / "out", CleanOptions(dedup=DedupOptions(embedder=None, keep="first"), **PLAIN))
     rows = {r["key"]: r for r in manifest(tmp_path / "out")}
     assert rows["a_small.png"]["status"] == "kept"
     assert rows["b_small_copy.png"]["dup_kind"] == "exact" and rows["c_large.jpg"]["dup_kind"] == "hash"
 
 
 def test_hash_radius_is_respected(tmp_path, family):
-    run_clean(str(family), tmp_path / "out", CleanOptions(dedup=DedupOptions(embedder=None, hash_radius=(("phash", 8),))))
+    run_clean(str(family), tmp_path / "out", CleanOptions(dedup=DedupOptions(embedder=None, hash_radius=(("phash", 8),)), **PLAIN))
     for row in manifest(tmp_path / "out"):
         if row["dup_kind"] == "hash":
             assert 0 <= row["distance"] <= 8
@@ -53,7 +53,7 @@ def test_mirrored_copy_needs_flip(tmp_path, real_photo):
     from PIL import ImageOps
 
     src = write_folder(tmp_path / "src", {"a.png": png(real_photo), "b.png": png(ImageOps.mirror(real_photo))})
-    run_clean(str(src), tmp_path / "flip", CleanOptions(dedup=DedupOptions(embedder=None, flip=True)))
-    run_clean(str(src), tmp_path / "noflip", CleanOptions(dedup=DedupOptions(embedder=None, flip=False)))
+    run_clean(str(src), tmp_path / "flip", CleanOptions(dedup=DedupOptions(embedder=None, flip=True), **PLAIN))
+    run_clean(str(src), tmp_path / "noflip", CleanOptions(dedup=DedupOptions(embedder=None, flip=False), **PLAIN))
     assert {r["key"]: r["status"] for r in manifest(tmp_path / "flip")}["b.png"] == "dropped"
     assert {r["key"]: r["status"] for r in manifest(tmp_path / "noflip")}["b.png"] == "kept"

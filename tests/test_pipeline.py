@@ -24,7 +24,10 @@ from dedupkit.samples import bad_inputs, build_sample_dataset, encode, load_rgb,
 from dedupkit.sources import SourceError, open_source
 
 CLI = [sys.executable, "-m", "dedupkit.cli"]
-EXACT_ONLY = CleanOptions(dedup=None)
+# Pipeline tests switch off the stages they do not test (copyright tags, watermarks):
+# those have their own tests, and the records here must stay byte-identical.
+PLAIN = {"copyright": None, "watermark_method": None}
+EXACT_ONLY = CleanOptions(dedup=None, **PLAIN)
 HASHES_ONLY = DedupOptions(embedder=None)
 
 
@@ -87,7 +90,7 @@ def test_same_decisions_from_folder_webdataset_and_parquet(tmp_path, thousand_im
     outcomes = {}
     for name, build in (("folder", as_folder), ("webdataset", as_webdataset), ("parquet", as_parquet)):
         src = build(thousand_images, tmp_path / f"src-{name}")
-        summary = run_clean(src, tmp_path / f"out-{name}", CleanOptions(shard_size=300, dedup=HASHES_ONLY))
+        summary = run_clean(src, tmp_path / f"out-{name}", CleanOptions(shard_size=300, dedup=HASHES_ONLY, **PLAIN))
         assert summary["records"] == 1000 and summary["source_format"] == name
         outcomes[name] = decisions_by_stem(tmp_path / f"out-{name}")
     assert outcomes["folder"] == outcomes["webdataset"] == outcomes["parquet"]
@@ -110,7 +113,7 @@ def test_every_input_record_is_in_the_manifest_exactly_once(tmp_path, real_photo
     files["good/again.jpg"] = files["good/3.jpg"]
     src = write_folder(tmp_path / "src", files)
     before = {p: p.read_bytes() for p in src.rglob("*")if p.is_file()}
-    summary = run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=4, dedup=None))
+    summary = run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=4, dedup=None, **PLAIN))
     rows = manifest(tmp_path / "out")
     assert sorted(r["key"] for r in rows) == sorted(files)
     by_key = {r["key"]: r for r in rows}
@@ -131,7 +134,7 @@ def test_every_input_record_is_in_the_manifest_exactly_once(tmp_path, real_photo
 
 def test_png_and_bmp_of_the_same_picture_are_one_image(tmp_path, real_thumbnails):
     src = write_folder(tmp_path / "src", {"a.png": png(real_thumbnails[0]), "b.bmp": encode(real_thumbnails[0], "BMP")})
-    run_clean(str(src), tmp_path / "out", CleanOptions(dedup=HASHES_ONLY))
+    run_clean(str(src), tmp_path / "out", CleanOptions(dedup=HASHES_ONLY, **PLAIN))
     rows = {r["key"]: r for r in manifest(tmp_path / "out")}
     assert rows["b.bmp"]["status"] == "dropped" and rows["b.bmp"]["keeper_key"] == "a.png"
     assert "identical pixels" in rows["b.bmp"]["reason"]
@@ -144,7 +147,7 @@ def test_tar_members_never_escape_the_output(tmp_path, real_thumbnails):
         [("ok.jpg", jpeg(real_thumbnails[0])), ("../../escape.jpg", jpeg(real_thumbnails[1])), ("/tmp/abs.jpg", jpeg(real_thumbnails[2]))],
     )
     out = tmp_path / "deep" / "out"
-    summary = run_clean(str(shard), out, CleanOptions(output_format="folder", dedup=None))
+    summary = run_clean(str(shard), out, CleanOptions(output_format="folder", dedup=None, **PLAIN))
     assert summary["kept"] == 1 and summary["skipped"] == 2
     everything = [p for p in tmp_path.rglob("*") if p.is_file() and "in" not in p.relative_to(tmp_path).parts[:1]]
     assert all(out in p.parents for p in everything)
@@ -158,7 +161,7 @@ def test_output_formats_carry_captions_and_metadata(tmp_path, real_thumbnails):
     )
     for output_format in ("webdataset", "parquet", "folder"):
         out = tmp_path / f"out-{output_format}"
-        run_clean(str(src), out, CleanOptions(output_format=output_format, dedup=None))
+        run_clean(str(src), out, CleanOptions(output_format=output_format, dedup=None, **PLAIN))
         reread = open_source(str(out / "data"))
         (record,) = [r for unit in reread.units() for r in reread.read(unit)]
         assert record.caption == "a cat" and record.url == "https://e.org/a.jpg"
@@ -168,8 +171,8 @@ def test_output_formats_carry_captions_and_metadata(tmp_path, real_thumbnails):
 def test_workers_give_the_same_output_as_one_process(tmp_path, thousand_images):
     subset = dict(list(sorted(thousand_images.items()))[:200] + list(sorted(thousand_images.items()))[900:930])
     src = as_folder(subset, tmp_path / "src")
-    run_clean(src, tmp_path / "one", CleanOptions(shard_size=40, dedup=HASHES_ONLY))
-    run_clean(src, tmp_path / "two", CleanOptions(shard_size=40, workers=2, dedup=HASHES_ONLY))
+    run_clean(src, tmp_path / "one", CleanOptions(shard_size=40, dedup=HASHES_ONLY, **PLAIN))
+    run_clean(src, tmp_path / "two", CleanOptions(shard_size=40, workers=2, dedup=HASHES_ONLY, **PLAIN))
     assert_same_output(tmp_path / "one", tmp_path / "two")
 
 
@@ -189,7 +192,8 @@ def test_killed_run_resumes_to_identical_output(tmp_path):
         image.thumbnail((160, 160))
         (src / f"{index % 6}").mkdir(parents=True, exist_ok=True)
         (src / f"{index % 6}" / f"{index:04d}.png").write_bytes(encode(image, "PNG"))
-    command = CLI + ["clean", str(src), "--shard-size", "20", "--format", "webdataset", "--embedder", "none"]
+    command = CLI + ["clean", str(src), "--shard-size", "20", "--format", "webdataset", "--embedder", "none",
+                     "--copyright", "off", "--watermark", "none"]
     subprocess.run(command + [str(tmp_path / "reference")], check=True, capture_output=True)
 
     interrupted = tmp_path / "interrupted"
@@ -224,8 +228,8 @@ def test_output_folder_guards(tmp_path, real_thumbnails):
         run_clean(str(src), src / "out", EXACT_ONLY)
     run_clean(str(src), tmp_path / "out", EXACT_ONLY)
     with pytest.raises(RunError, match="other settings"):
-        run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=7, dedup=None))
-    summary = run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=7, dedup=None), overwrite=True)
+        run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=7, dedup=None, **PLAIN))
+    summary = run_clean(str(src), tmp_path / "out", CleanOptions(shard_size=7, dedup=None, **PLAIN), overwrite=True)
     assert summary["kept"] == 1
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "thesis.pdf").write_bytes(b"%PDF")

@@ -22,6 +22,22 @@ BASE_COLUMNS = {
     "format": pa.string(),
 }
 SIGNATURE_PREFIX = "sig_"
+#: Types of the columns stages add, so a shard where a column happens to be all empty
+#: still agrees with the others; an unknown all-empty column is written as text.
+STAGE_COLUMNS = {
+    "source_note": pa.string(),
+    "copyright_marked": pa.bool_(),
+    "training_prohibited": pa.bool_(),
+    "rights_holder": pa.string(),
+    "copyright_evidence": pa.string(),
+    "copyright_notes": pa.string(),
+    "visible_mark_score": pa.float64(),
+    "visible_mark_clip_score": pa.float64(),
+    "watermark": pa.string(),
+    "watermark_index": pa.int64(),
+    "watermark_verified": pa.bool_(),
+    "watermark_psnr": pa.float64(),
+}
 
 
 def record_row(record: Record) -> dict[str, Any]:
@@ -52,13 +68,15 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     arrays = {}
     for name in names:
         values = [row.get(name) for row in rows]
-        arrays[name] = pa.array(values, type=BASE_COLUMNS.get(name)) if name in BASE_COLUMNS else _infer(values)
+        known = BASE_COLUMNS.get(name) or STAGE_COLUMNS.get(name)
+        arrays[name] = pa.array(values, type=known) if known is not None else _infer(values)
     return pa.table(arrays)
 
 
 def _infer(values: list[Any]) -> pa.Array:
     try:
-        return pa.array(values)
+        array = pa.array(values)
+        return array.cast(pa.string()) if pa.types.is_null(array.type) else array
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from dedupkit.records import Record
 from dedupkit.watermark.embed import mark_image
@@ -18,17 +18,25 @@ class WatermarkStage:
     `watermark` ("method:payload hex"), `watermark_index` (the record index the payload
     carries), `watermark_verified` (re-decoding the written bytes reads it back) and
     `watermark_psnr`.  Images too small for any method keep their bytes and get an
-    empty `watermark`.  The record index is `record.ordinal`, unique over the input.
-    With a `registry` writer, one row per marked record is added and the part is
+    empty `watermark`.  The record index is `index_of(record)`: the pipeline passes the
+    record's row in the manifest (dense, unique over the input, fits the payload's 32
+    bits); the default is `record.ordinal`.  With a `registry` writer, one row per marked record is added and the part is
     written when the stream ends.
     """
 
     name = "watermark"
 
-    def __init__(self, key: bytes | str, method: str = "auto", registry: RegistryWriter | None = None):
+    def __init__(
+        self,
+        key: bytes | str,
+        method: str = "auto",
+        registry: RegistryWriter | None = None,
+        index_of: Callable[[Record], int] = lambda record: record.ordinal,
+    ):
         self.key = parse_key(key)
         self.method = method
         self.registry = registry
+        self.index_of = index_of
         self.dataset = dataset_fingerprint(self.key)
 
     def __call__(self, records: Iterator[Record]) -> Iterator[Record]:
@@ -40,7 +48,8 @@ class WatermarkStage:
             self.registry.close()
 
     def mark(self, record: Record) -> Record:
-        marked = mark_image(record.image, self.key, record.ordinal, record.image_format, self.method)
+        record_index = self.index_of(record)
+        marked = mark_image(record.image, self.key, record_index, record.image_format, self.method)
         if marked is None:
             record.columns["watermark"] = ""
             record.columns["watermark_verified"] = False
@@ -56,7 +65,7 @@ class WatermarkStage:
         if self.registry is not None:
             self.registry.add(RegistryEntry(
                 dataset=self.dataset, method=marked.method, payload_index=marked.payload_index,
-                record_index=record.ordinal, record_key=record.key, source=record.source,
+                record_index=record_index, record_key=record.key, source=record.source,
                 payload_hex=marked.payload_hex,
             ))
         return record
