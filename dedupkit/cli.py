@@ -391,7 +391,7 @@ def detect(
         _fail(str(exc))
     if as_json:
         for detection in detections:
-            out_console.print_json(json.dumps(detection.to_dict(), default=str))
+            print(json.dumps(detection.to_dict(), default=str))
         return
     table = Table(title=f"dedupkit detect: {sum(d.marked for d in detections)} of {len(detections)} marked")
     columns = list(detections[0].table_row()) if detections else ["image"]

@@ -1,0 +1,108 @@
+"""The stages as a user drives them: tag, watermark, detect, and copyright policies in clean."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from conftest import jpeg, write_folder
+from dedupkit.pipeline import CleanOptions, run_clean
+from dedupkit.search.options import DedupOptions
+
+CLI = [sys.executable, "-m", "dedupkit.cli"]
+
+
+def dedupkit(*args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(CLI + list(args), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def rows(out) -> dict[str, dict]:
+    return {row["key"]: row for row in pq.read_table(out / "manifest.parquet").to_pylist()}
+
+
+def with_exif_copyright(image: Image.Image, holder: str) -> bytes:
+    exif = Image.Exif()
+    exif[0x8298] = f"(c) 2024 {holder}"
+    exif[0x013B] = holder
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92, exif=exif)
+    return buffer.getvalue()
+
+
+def test_watermark_then_detect_traces_each_image_to_its_record(tmp_path, real_thumbnails):
+    src = write_folder(tmp_path / "src", {f"img{i}.jpg": jpeg(real_thumbnails[i], 95) for i in range(4)})
+    out = tmp_path / "out"
+    dedupkit("watermark", str(src), str(out), "--key", "our-secret-dataset-key")
+    manifest = rows(out)
+    assert all(row["status"] == "kept" and row["watermark_verified"] for row in manifest.values())
+    registry = out / "watermarks.parquet"
+    assert pq.read_table(registry).num_rows == 4
+
+    marked = dedupkit("detect", str(out / "data"), "--registry", str(registry), "--json")
+    found = [json.loads(line) for line in marked.stdout.splitlines()]
+    assert len(found) == 4
+    assert all(d["marked"] and d["dataset_match"] for d in found)
+    assert sorted(d["record_key"] for d in found) == sorted(manifest)
+
+    unmarked = dedupkit("detect", str(src / "img0.jpg"), "--registry", str(registry))
+    assert "0 of 1 marked" in unmarked.stdout
+    wrong_key = dedupkit("detect", str(out / "data" / "img1.jpg"), "--key", "somebody-elses-key-entirely")
+    assert "0 of 1 marked" in wrong_key.stdout
+
+
+def test_tag_reads_rights_metadata_without_dropping_anything(tmp_path, real_thumbnails):
+    src = write_folder(
+        tmp_path / "src",
+        {"marked.jpg": with_exif_copyright(real_thumbnails[0], "Jane Photographer"), "plain.jpg": jpeg(real_thumbnails[1])},
+    )
+    dedupkit("tag", str(src), str(tmp_path / "out"), "--no-visible-marks")
+    manifest = rows(tmp_path / "out")
+    assert all(row["status"] == "kept" for row in manifest.values())
+    assert manifest["marked.jpg"]["copyright_marked"] and "Jane Photographer" in manifest["marked.jpg"]["rights_holder"]
+    assert "exif" in manifest["marked.jpg"]["copyright_evidence"].lower()
+    assert not manifest["plain.jpg"]["copyright_marked"]
+    assert not (tmp_path / "out" / "data").exists()
+
+
+def test_copyright_drop_and_prefer_unmarked(tmp_path, real_photo, real_thumbnails):
+    large_marked = with_exif_copyright(real_photo, "Stock Agency Ltd")
+    small_plain = jpeg(real_photo.resize((192, 144)), 90)
+    src = write_folder(
+        tmp_path / "src", {"a_marked_large.jpg": large_marked, "b_plain_small.jpg": small_plain, "c_other.jpg": jpeg(real_thumbnails[7])}
+    )
+    common = dict(visible_marks=False, watermark_method=None, dedup=DedupOptions(embedder=None))
+
+    run_clean(str(src), tmp_path / "largest", CleanOptions(copyright="tag", **common))
+    assert rows(tmp_path / "largest")["a_marked_large.jpg"]["status"] == "kept"
+
+    run_clean(str(src), tmp_path / "prefer", CleanOptions(copyright="prefer-unmarked", **common))
+    prefer = rows(tmp_path / "prefer")
+    assert prefer["b_plain_small.jpg"]["status"] == "kept"
+    assert prefer["a_marked_large.jpg"]["status"] == "dropped" and prefer["a_marked_large.jpg"]["keeper_key"] == "b_plain_small.jpg"
+
+    run_clean(str(src), tmp_path / "drop", CleanOptions(copyright="drop", **common))
+    drop = rows(tmp_path / "drop")
+    assert drop["a_marked_large.jpg"]["status"] == "dropped"
+    assert drop["a_marked_large.jpg"]["reason"].startswith("copyright-marked:")
+    assert "Stock Agency" in drop["a_marked_large.jpg"]["reason"]
+    assert drop["c_other.jpg"]["status"] == "kept"
+
+
+def test_clean_marks_kept_images_and_reuses_the_saved_key(tmp_path, real_thumbnails):
+    src = write_folder(tmp_path / "src", {f"{i}.png": jpeg(real_thumbnails[i + 10]) for i in range(3)})
+    options = CleanOptions(copyright=None, dedup=None)
+    run_clean(str(src), tmp_path / "out", options)
+    key = (tmp_path / "out" / "watermark.key").read_text()
+    assert key.strip()
+    run_clean(str(src), tmp_path / "out", options)  # resumes with the saved key
+    assert (tmp_path / "out" / "watermark.key").read_text() == key
+    manifest = rows(tmp_path / "out")
+    assert all(row["watermark"].startswith("stdmDct:") for row in manifest.values())
+    assert sorted(row["record_index"] for row in manifest.values()) == [0, 1, 2]
