@@ -73,7 +73,8 @@ def open_image(
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
         image.load()
-        image = ImageOps.exif_transpose(image) or image
+        # In place: the default copies the whole image even when there is nothing to rotate.
+        ImageOps.exif_transpose(image, in_place=True)
         return to_canonical_mode(image), stored_format
     except OSError as exc:
         text = str(exc)
