@@ -116,10 +116,14 @@ def test_stage_with_visible_marks_scores_and_marks(scorer, photo):
     out = run(stage, records)
     clean, marked = out["clean"].columns, out["stamped"].columns
     assert marked["visible_mark_score"] > clean["visible_mark_score"]
-    assert marked["copyright_marked"] == (marked["visible_mark_score"] >= scorer.threshold)
-    if marked["copyright_marked"]:
-        assert json.loads(marked["copyright_evidence"])[-1]["field"] == "visible:mark_score"
+    assert not marked["copyright_marked"]  # by default the score is reported, never marks alone
     assert "visible marks not scored" in out["no-pixels"].columns["copyright_notes"]
+
+    opted_in = CopyrightStage(visible_marks=True, visible_mark_threshold=marked["visible_mark_score"])
+    opted_in._scorer = scorer
+    out = run(opted_in, [record("stamped", save_with_rights(stamped, "PNG"))])
+    assert out["stamped"].columns["copyright_marked"]
+    assert json.loads(out["stamped"].columns["copyright_evidence"])[-1]["field"] == "visible:mark_score"
 
 
 def test_holdout_sources_and_fonts_are_disjoint_from_training():
