@@ -87,7 +87,7 @@ class TrainedModel:
     train_config: TrainConfig
     losses: list[float]
     seconds: float
-    """Wall time of the training steps run in this call (excludes resumed steps)."""
+    """Wall time of all training steps, summed over the interrupted and resumed parts."""
 
     @property
     def parameters(self) -> int:
@@ -171,6 +171,7 @@ def train_model(
     fingerprint = run_fingerprint(images, model_config, train_config)
     losses: list[float] = []
     step = 0
+    earlier_seconds = 0.0
 
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
     if checkpoint_path is not None and checkpoint_path.exists():
@@ -185,6 +186,7 @@ def train_model(
         schedule.load_state_dict(state["schedule"])
         generator.set_state(state["generator"])
         losses, step = state["losses"], state["step"]
+        earlier_seconds = state.get("seconds", 0.0)
 
     pixels = torch.from_numpy(images.pixels)
     labels = None if images.labels is None else torch.from_numpy(images.labels)
@@ -220,6 +222,7 @@ def train_model(
                     "schedule": schedule.state_dict(),
                     "generator": generator.get_state(),
                     "losses": losses,
+                    "seconds": earlier_seconds + time.perf_counter() - started,
                     "model_config": dataclasses.asdict(model_config),
                     "train_config": dataclasses.asdict(train_config),
                 },
@@ -239,7 +242,7 @@ def train_model(
                 )
             )
     unet.eval()
-    return TrainedModel(unet, model_config, train_config, losses, time.perf_counter() - started)
+    return TrainedModel(unet, model_config, train_config, losses, earlier_seconds + time.perf_counter() - started)
 
 
 def _save_atomically(state: dict, path: Path) -> None:
