@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from statistics import NormalDist
-from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -91,11 +90,6 @@ class RateWithInterval:
     def of(cls, count: int, total: int) -> "RateWithInterval":
         low, high = wilson_interval(count, total)
         return cls(int(count), int(total), count / total if total else 0.0, low, high)
-
-
-def group_copy_counts(groups: Sequence) -> Counter:
-    """How many raw training images each duplicate group holds."""
-    return Counter(groups)
 
 
 def summarize_replication(
