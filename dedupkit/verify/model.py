@@ -33,7 +33,8 @@ MODEL_NAME = "model.pt"
 @dataclass(frozen=True)
 class ModelConfig:
     resolution: int = 16
-    channels: int = 1
+    channels: int = 3
+    """3 for RGB, 1 for grayscale data such as Fashion-MNIST."""
     block_out_channels: tuple[int, ...] = (32, 64)
     layers_per_block: int = 1
     attention: bool = False
