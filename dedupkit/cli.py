@@ -403,6 +403,132 @@ def detect(
     out_console.print(table)
 
 
+def _records(spec: str):
+    """Every readable record of a dataset spec, for training or reference sets (a dedupkit OUT reads its data/)."""
+    from dedupkit.sources import open_source
+
+    path = Path(spec)
+    if (path / "manifest.parquet").exists() and (path / "data").is_dir():
+        spec = str(path / "data")
+    try:
+        source = open_source(spec)
+        units = source.units()
+    except SourceError as exc:
+        _fail(str(exc))
+    for unit in units:
+        yield from source.read(unit)
+
+
+def _watermark_detector(cleaned: Optional[str]):
+    """Detect marks of the cleaned run's key in generations, when the cleaned data was watermarked."""
+    if cleaned is None or not (Path(cleaned) / "watermarks.parquet").exists():
+        return None
+    from dedupkit.watermark import detect_image
+
+    registry = Path(cleaned) / "watermarks.parquet"
+
+    def detector(image):
+        detection = detect_image(image, registry=registry)
+        return (detection.record_key or detection.record_index) if detection.marked else None
+
+    return detector
+
+
+@app.command()
+def verify(
+    out: Path = typer.Option(
+        Path("verify"), "--out", "-o", help="Folder for report.json, report.html, checkpoints and generations; a rerun resumes training."
+    ),
+    raw: Optional[str] = typer.Option(None, "--raw", help="The raw training data (any SRC form)."),
+    cleaned: Optional[str] = typer.Option(None, "--cleaned", help="The cleaned data: a dedupkit OUT folder (its data/) or any SRC."),
+    generations: Optional[str] = typer.Option(None, "--generations", help="Images from an outside model to measure instead of training."),
+    train: Optional[str] = typer.Option(None, "--train", help="With --generations: the training data they may copy."),
+    holdout: Optional[str] = typer.Option(
+        None, "--holdout", help="Real images of the same distribution never trained on: the control that calibrates the copy criterion."
+    ),
+    resolution: int = typer.Option(16, "--resolution", help="Model resolution (pixels a side)."),
+    color: bool = typer.Option(False, "--color/--grayscale", help="RGB model instead of grayscale."),
+    widths: str = typer.Option("32,64", "--widths", help="UNet block widths, comma separated."),
+    attention: bool = typer.Option(False, "--attention/--no-attention", help="Self-attention in the lowest-resolution blocks."),
+    steps: int = typer.Option(2500, "--steps", help="Training steps per arm."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Training batch size."),
+    learning_rate: float = typer.Option(2e-3, "--lr", help="AdamW peak learning rate (warmup then cosine decay)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for training and sampling."),
+    samples: int = typer.Option(500, "--samples", help="Generations sampled from each arm."),
+    inference_steps: int = typer.Option(50, "--inference-steps", help="DDIM steps per generation."),
+    max_distance: float = typer.Option(0.03, "--max-distance", help="A generation whose nearest training image is closer (normalized l2) is a copy."),
+    criterion: str = typer.Option("absolute", "--criterion", help="absolute, relative (Carlini et al.: nearest / mean of 50 nearest < alpha) or both."),
+    alpha: float = typer.Option(0.5, "--alpha", help="Relative criterion threshold."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: CUDA when present)."),
+    embedder: str = typer.Option(
+        "efficientnet-lite0", "--embedder", help="Embedding model for the second view (cosine to the nearest training image), or none."
+    ),
+) -> None:
+    """Measure replication of training images: train the reference DDPM on --raw and --cleaned with the same budget and compare, or measure --generations of an outside model against --train. Writes report.json and report.html."""
+    from dedupkit.verify import ModelConfig, ReplicationCriterion, TrainConfig, VerifyOptions, rich_progress
+    from dedupkit.verify import verify_arms, verify_generations
+
+    try:
+        rule = ReplicationCriterion(mode=criterion, max_distance=max_distance, alpha=alpha)
+    except ValueError as exc:
+        _fail(str(exc))
+    holdout_records = list(_records(holdout)) if holdout else None
+    embed = None
+    if embedder.lower() != "none":
+        from dedupkit.pipeline import cached_embedder
+
+        embed = cached_embedder(embedder).embed
+    if generations is not None:
+        if train is None or raw is not None or cleaned is not None:
+            _fail("--generations needs --train (and takes no --raw/--cleaned)")
+        report = verify_generations(
+            list(_records(generations)), list(_records(train)), out, holdout=holdout_records, resolution=resolution,
+            grayscale=not color, criterion=rule, embed=embed,
+        )
+    else:
+        if raw is None or cleaned is None:
+            _fail("give --raw SRC and --cleaned OUT (or --generations DIR --train SRC)")
+        try:
+            model = ModelConfig(
+                resolution=resolution, channels=3 if color else 1, attention=attention,
+                block_out_channels=tuple(int(w) for w in widths.split(",")),
+            )
+        except ValueError as exc:
+            _fail(str(exc))
+        options = VerifyOptions(
+            model=model,
+            train=TrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed, device=device),
+            samples=samples, inference_steps=inference_steps, sample_seed=seed + 1, criterion=rule,
+        )
+        with rich_progress() as update:
+            report = verify_arms(
+                list(_records(raw)), list(_records(cleaned)), out, holdout=holdout_records, options=options,
+                watermark_detector=_watermark_detector(cleaned), progress=update, embed=embed,
+            )
+    _print_verify_summary(report)
+    out_console.print(f"report: {out / 'report.html'}", highlight=False)
+
+
+def _print_verify_summary(report: dict) -> None:
+    table = Table(title=f"replication of training images: {report['criterion']['description']}")
+    for column in ("set", "generations", "copies", "rate (95 % CI)", "distinct images copied", "of them duplicated in raw"):
+        table.add_column(column)
+    rows = dict(report["arms"])
+    if report.get("control"):
+        rows["held-out real images (control)"] = report["control"]
+    for name, arm in rows.items():
+        rate = arm["replicated"]
+        table.add_row(
+            name,
+            str(arm["generations"]),
+            str(rate["count"]),
+            f"{100 * rate['rate']:.1f} % ({100 * rate['low']:.1f}-{100 * rate['high']:.1f})",
+            str(arm["distinct_groups_replicated"]),
+            str(arm["distinct_groups_replicated_that_were_duplicated"]),
+        )
+    out_console.print(table)
+
+
 @app.command()
 def report(
     out: Path = typer.Argument(..., help="A folder written by `dedupkit clean` or `dedupkit dedup`."),
