@@ -25,6 +25,11 @@ SIGNATURE_PREFIX = "sig_"
 #: Types of the columns stages add, so a shard where a column happens to be all empty
 #: still agrees with the others; an unknown all-empty column is written as text.
 STAGE_COLUMNS = {
+    "cluster_id": pa.int64(),
+    "keeper_key": pa.string(),
+    "dup_kind": pa.string(),
+    "distance": pa.float64(),
+    "record_index": pa.int64(),
     "source_note": pa.string(),
     "copyright_marked": pa.bool_(),
     "training_prohibited": pa.bool_(),
