@@ -10,11 +10,18 @@ KEEP_POLICIES = ("largest", "first", "prefer-unmarked")
 class DedupOptions:
     """Which signatures decide near duplicates, and how close is a copy.
 
-    Defaults calibrated by benchmarks/neardup_quality.py on real images with planted
-    copies (see its JSON under benchmarks/results/).
+    Defaults calibrated by benchmarks/neardup_quality.py (results in
+    benchmarks/results/neardup_quality.json): 1,200 real pictures (photos, openclipart
+    drawings) at 48-1024 px with 1,260 planted copies, chosen on one half of the
+    families and reported on the other.  The setting that removes the most copies
+    while losing the fewest distinct pictures: pHash only at distance 0 (with its
+    mirror), because flat drawings and flags collide at 2-8 bits; embeddings at
+    cosine 0.93 catch crops, rotations, recolourings and overlays.  On the held-out
+    half: 52 % of copies removed, 1.1 % of distinct pictures lost (imagededup PHash
+    at 10: 49 % and 6.6 %).  Radius 8 with cosine 0.93 removes 61 % but loses 5.5 %.
     """
 
-    hash_radius: tuple[tuple[str, int], ...] = (("phash", 8),)
+    hash_radius: tuple[tuple[str, int], ...] = (("phash", 0),)
     """Perceptual hash kinds and the Hamming radius (of 64 bits) under which two images are copies."""
     flip: bool = True
     """Also match mirrored copies (hash of the mirrored image against the others)."""

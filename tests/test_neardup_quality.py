@@ -1,0 +1,153 @@
+"""The default near-duplicate settings on real images: the transform kinds the benchmark
+finds reliably are caught, real look-alikes are kept apart, and each threshold is a hard line.
+
+The transforms are the benchmark's own (benchmarks/neardup_quality.py), so what the
+tests plant is what the calibration measured.  One analysis run (hashes, mirrored
+hashes, embeddings) is shared by the whole module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from dedupkit.pipeline import CleanOptions, run_clean
+from dedupkit.records import DROPPED, KEPT
+from dedupkit.samples import OPENCLIPART, OPENCV_PHOTOS, load_rgb, skimage_photos
+from dedupkit.search.decide import decide_duplicates
+from dedupkit.search.options import DedupOptions
+from dedupkit.signatures.columns import embeddings_from_column, hashes_from_column
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "neardup_quality.py"
+CHESSBOARD_VIEWS = [f"left{n:02d}.jpg" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14)]
+# Distinct drawings of one category.  (Not the playing cards in recreation/games/cards/simple:
+# the embeddings put the two and the three of clubs at cosine 0.94, above the default 0.93.)
+SAME_CATEGORY = "animals/mammals/housecats"
+# openclipart's own near duplicate in that category: the same sleeping cat as sleeping_cat_ron_golan_01.
+SAME_DRAWING_TWICE = {"sleeping_cat_rgolan_sup_r.png"}
+# Held-out recall of 78 % or more at the defaults (benchmarks/results/neardup_quality.json);
+# crops, rotations, recolouring, text, padding and their combinations are found far less often.
+RELIABLE_TRANSFORMS = ("resize", "jpeg", "flip", "grayscale", "resize+jpeg")
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("neardup_quality_benchmark", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    return module
+
+
+benchmark = load_benchmark()
+
+
+def _sized(image: Image.Image, long_side: int) -> Image.Image:
+    scale = long_side / max(image.size)
+    return image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+
+
+def _originals() -> dict[str, Image.Image]:
+    photos = {path.name: path for path in skimage_photos()}
+    drawing = OPENCLIPART / "animals/mammals/cartoon_cat_gerald_g._01.png"
+    chosen = {"astronaut": photos["astronaut.png"], "coffee": photos["coffee.png"]}
+    if drawing.exists():
+        chosen["cat drawing"] = drawing
+    return {name: _sized(load_rgb(path), 384) for name, path in chosen.items()}
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    """One default analysis of: originals with every transform, chessboard views, same-category drawings."""
+    folder = tmp_path_factory.mktemp("neardup") / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(7)
+    planted = {}
+    for index, (name, original) in enumerate(_originals().items()):
+        original.save(folder / f"o{index}.png")
+        for transform in benchmark.TRANSFORMS:
+            key = f"o{index}_{transform.replace('+', '-')}.jpg"
+            benchmark.apply_transform(original, transform, rng).save(folder / key, quality=92)
+            planted[key] = (f"o{index}.png", transform, name)
+    lookalikes = []
+    for name in CHESSBOARD_VIEWS:
+        if (OPENCV_PHOTOS / name).exists():
+            _sized(load_rgb(OPENCV_PHOTOS / name), 320).save(folder / f"chess_{name}")
+            lookalikes.append(f"chess_{name}")
+    for path in sorted((OPENCLIPART / SAME_CATEGORY).glob("*.png"))[:12]:
+        if path.name in SAME_DRAWING_TWICE:
+            continue
+        _sized(load_rgb(path), 256).save(folder / f"drawing_{path.name}")
+        lookalikes.append(f"drawing_{path.name}")
+    out = folder.parent / "out"
+    run_clean(str(folder), out, CleanOptions(write_output=False, copyright=None, visible_marks=False, watermark_method=None))
+    manifest = pq.read_table(out / "manifest.parquet")
+    signatures = pa.concat_tables([pq.read_table(p) for p in sorted((out / "signatures").glob("*.parquet"))])
+    return {"manifest": manifest, "signatures": signatures, "planted": planted, "lookalikes": lookalikes}
+
+
+def _rows(table: pa.Table) -> dict[str, dict]:
+    return {row["key"]: row for row in table.to_pylist()}
+
+
+@pytest.mark.parametrize("transform", RELIABLE_TRANSFORMS)
+def test_reliable_transform_kinds_are_found_at_the_defaults(analysed, transform):
+    """Each copy with just its original: the defaults tie them on at least two of the three originals.
+
+    Not all three: their held-out recall is 78-97 %, and the coffee photo is one of the
+    misses (resized, its pHash moves 2 bits and its embedding falls to cosine 0.91).
+    """
+    found = {}
+    for key, (original, kind, name) in analysed["planted"].items():
+        if kind == transform:
+            verdicts = decide_duplicates(_pair_table(analysed["signatures"], (original, key)), DedupOptions())
+            found[name] = sorted(verdicts.status) == [DROPPED, KEPT]
+    assert len(found) == 3 and sum(found.values()) >= 2, found
+
+
+def test_chessboard_views_and_same_category_drawings_are_all_kept(analysed):
+    rows = _rows(analysed["manifest"])
+    assert len(analysed["lookalikes"]) >= 20
+    merged = [(key, rows[key]["reason"]) for key in analysed["lookalikes"] if rows[key]["status"] != KEPT]
+    assert merged == []
+
+
+def _pair_table(signatures: pa.Table, keys: tuple[str, str]) -> pa.Table:
+    return signatures.filter(pa.compute.is_in(signatures.column("key"), pa.array(list(keys))))
+
+
+def _status(table: pa.Table, options: DedupOptions) -> list[str]:
+    return decide_duplicates(table, options).status
+
+
+def _phash_distance(signatures: pa.Table, keys: tuple[str, str]) -> int:
+    hashes = hashes_from_column(_pair_table(signatures, keys).column("sig_phash"))
+    return int(np.bitwise_count(hashes[0] ^ hashes[1]))
+
+
+def test_hash_radius_is_a_hard_line(analysed):
+    """A pair exactly at the radius merges; one bit tighter, it does not."""
+    signatures = analysed["signatures"]
+    copies = [key for key, (original, _, _) in analysed["planted"].items() if original == "o0.png"]
+    distance, copy = min((d, key) for key in copies if 0 < (d := _phash_distance(signatures, ("o0.png", key))) <= 10)
+    pair = _pair_table(signatures, ("o0.png", copy))
+    at_radius = DedupOptions(hash_radius=(("phash", distance),), flip=False, embedder=None)
+    assert sorted(_status(pair, at_radius)) == [DROPPED, KEPT]
+    tighter = DedupOptions(hash_radius=(("phash", distance - 1),), flip=False, embedder=None)
+    assert _status(pair, tighter) == [KEPT, KEPT]
+
+
+def test_min_similarity_is_a_hard_line(analysed):
+    pair = _pair_table(analysed["signatures"], ("o0.png", "o0_colour-text.jpg"))
+    embeddings = embeddings_from_column(pair.column("sig_embedding")).astype(np.float64)
+    similarity = float(embeddings[0] @ embeddings[1])
+    assert 0.5 < similarity < 0.9999
+    hashes_off = dict(hash_radius=(), embedder="efficientnet-lite0")
+    assert sorted(_status(pair, DedupOptions(min_similarity=similarity - 1e-3, **hashes_off))) == [DROPPED, KEPT]
+    assert _status(pair, DedupOptions(min_similarity=similarity + 1e-3, **hashes_off)) == [KEPT, KEPT]
