@@ -32,15 +32,15 @@ Metrics, per method and half:
 from __future__ import annotations
 
 import argparse
-import colorsys
 import hashlib
+import io
 import json
 import logging
 import re
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +78,6 @@ MAX_SOURCE_PIXELS = 40_000_000  # a few openclipart posters are 170 Mpx: slow to
 
 
 def _jpeg(image: Image.Image, quality: int) -> Image.Image:
-    import io
-
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     buffer.seek(0)
