@@ -135,7 +135,39 @@ def near_pair_sets(pictures: pa.Table, options: DedupOptions) -> list[Pairs]:
             raise ValueError("the signatures hold no embeddings; rerun the analysis with an embedder")
         embeddings = embeddings_from_column(pictures.column(column))
         pair_sets.append(cosine_pairs(embeddings, options.min_similarity, kind="embedding"))
+        if options.verify_local:
+            pair_sets.append(locally_verified_pairs(pictures, embeddings, options))
     return pair_sets
+
+
+def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: DedupOptions) -> Pairs:
+    """Embedding candidates at the loose `candidate_similarity` whose ORB keypoints agree geometrically.
+
+    The loose search bounds the work: only its pairs are matched.  Distance is
+    1 - inliers / keypoints of the smaller set.
+    """
+    from dedupkit.signatures.local import SIGNATURE_NAME, unpack_orb, verify_pair  # OpenCV: only when asked
+
+    column = SIGNATURE_PREFIX + SIGNATURE_NAME
+    if column not in pictures.column_names:
+        raise ValueError("the signatures hold no ORB keypoints; rerun the analysis with local verification on")
+    candidates = cosine_pairs(embeddings, options.candidate_similarity, kind="local")
+    signatures = pictures.column(column).to_pylist()
+    unpacked: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def features(row: int) -> tuple[np.ndarray, np.ndarray]:
+        if row not in unpacked:
+            unpacked[row] = unpack_orb(signatures[row])
+        return unpacked[row]
+
+    confirmed, distance = [], []
+    for index, (i, j) in enumerate(zip(candidates.i.tolist(), candidates.j.tolist())):
+        verification = verify_pair(features(i), features(j))
+        if verification.inliers >= options.min_inliers:
+            confirmed.append(index)
+            distance.append(1.0 - verification.inlier_ratio)
+    confirmed = np.asarray(confirmed, dtype=np.int64)
+    return Pairs(candidates.i[confirmed], candidates.j[confirmed], np.asarray(distance, dtype=np.float32), "local")
 
 
 def _near_detail(kind: str, distance: float) -> str:
@@ -143,6 +175,8 @@ def _near_detail(kind: str, distance: float) -> str:
         return f"perceptual hash within {int(distance)} bits"
     if kind == "embedding":
         return f"embedding cosine {1 - distance:.3f}"
+    if kind == "local":
+        return f"local features confirmed, {1 - distance:.0%} of keypoints in one geometric transform"
     return f"{kind} distance {distance:.3g}"
 
 

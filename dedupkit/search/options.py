@@ -32,6 +32,14 @@ class DedupOptions:
     keep: str = "largest"
     """Keeper of a cluster: largest (most pixels), first (input order), prefer-unmarked."""
     search_method: str = "auto"
+    verify_local: bool = False
+    """Also confirm looser embedding candidates by local features (ORB keypoints under one
+    similarity transform): catches crops, padding, rotations and overlays that score below
+    `min_similarity`.  Needs the "orb" signature (dedupkit.signatures.local)."""
+    candidate_similarity: float = 0.75
+    """Embedding cosine at or above which a pair is a candidate for local verification."""
+    min_inliers: int = 20
+    """Keypoint matches one similarity transform must explain for a candidate to be a copy."""
 
     @property
     def hash_kinds(self) -> tuple[str, ...]:

@@ -1,0 +1,119 @@
+"""Local-feature verification: ORB signatures, geometric agreement of copies, the "local" decision."""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+from dedupkit.records import DROPPED, KEPT, SKIPPED, Record
+from dedupkit.search.decide import decide_duplicates
+from dedupkit.search.options import DedupOptions
+from dedupkit.signatures.local import (
+    MAX_KEYPOINTS,
+    THUMBNAIL_SIDE,
+    LocalFeatureStage,
+    orb_signature,
+    unpack_orb,
+    verify_pair,
+)
+
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, Image.Image]:
+    if not OPENCV_DATA.is_dir():
+        pytest.skip("opencv-doc example photos are not installed")
+    return {name: Image.open(OPENCV_DATA / f"{name}.jpg").convert("RGB") for name in ("fruits", "baboon", "home")}
+
+
+def edited_copy(image: Image.Image) -> Image.Image:
+    """Cropped, rotated, overlaid with text, padded and shrunk: a copy no global hash keeps up with."""
+    width, height = image.size
+    copy = image.crop((int(0.12 * width), int(0.08 * height), int(0.95 * width), int(0.9 * height)))
+    copy = copy.rotate(7, resample=Image.BICUBIC, fillcolor=(255, 255, 255))
+    ImageDraw.Draw(copy).text((20, 30), "© stock photo 2024", fill=(255, 255, 255), font_size=28)
+    copy = ImageOps.expand(copy, border=24, fill=(0, 0, 0))
+    return copy.resize((copy.width * 3 // 4, copy.height * 3 // 4), Image.LANCZOS)
+
+
+def test_signature_round_trips_and_is_compact(photos):
+    signature = orb_signature(photos["fruits"])
+    descriptors, points = unpack_orb(signature)
+    assert 50 <= len(descriptors) <= MAX_KEYPOINTS and points.shape == (len(descriptors), 2)
+    assert len(signature) == 36 * len(descriptors)
+    assert points.min() >= 0 and points.max() <= THUMBNAIL_SIDE
+    assert orb_signature(Image.new("RGB", (300, 200), (90, 120, 200))) == b""
+    assert unpack_orb(b"")[0].shape == (0, 32)
+    with pytest.raises(ValueError, match="whole number of keypoints"):
+        unpack_orb(signature[:-1])
+
+
+def test_edited_copy_agrees_geometrically_and_other_photos_do_not(photos):
+    original = unpack_orb(orb_signature(photos["fruits"]))
+    copy = verify_pair(original, unpack_orb(orb_signature(edited_copy(photos["fruits"]))))
+    assert copy.inliers >= 25 and copy.inlier_ratio > 0.1
+    for other in ("baboon", "home"):
+        assert verify_pair(original, unpack_orb(orb_signature(photos[other]))).inliers < 12
+    flat = verify_pair(original, unpack_orb(b""))
+    assert flat.inliers == 0 and flat.inlier_ratio == 0.0
+
+
+def test_stage_signs_alive_records_and_passes_the_rest(photos):
+    alive = Record(key="a", source="a", image=photos["home"])
+    skipped = Record(key="b", source="b", status=SKIPPED, reason="unreadable")
+    out = list(LocalFeatureStage()([alive, skipped]))
+    assert out == [alive, skipped]
+    assert len(alive.signatures["orb"]) > 0 and "orb" not in skipped.signatures
+
+
+def _table(images: dict[str, Image.Image], embeddings: np.ndarray) -> pa.Table:
+    keys = list(images)
+    return pa.table({
+        "key": keys,
+        "status": [KEPT] * len(keys),
+        "reason": [""] * len(keys),
+        "sha256": [f"{i:064x}" for i in range(len(keys))],
+        "sig_pixels": [f"{i:032x}" for i in range(len(keys))],
+        "width": [image.width for image in images.values()],
+        "height": [image.height for image in images.values()],
+        "sig_embedding": [row.astype("<f2").tobytes() for row in embeddings],
+        "sig_orb": [orb_signature(image) for image in images.values()],
+    })
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+def test_decision_confirms_only_the_geometric_copy_among_loose_candidates(photos):
+    # The copy and the other photo both score cosine 0.85 with the original: below
+    # min_similarity, above candidate_similarity.  Only local features can tell them apart.
+    base, side_a, side_b = np.eye(3)
+    vectors = np.stack([_unit(base), _unit(base + 0.62 * side_a), _unit(base + 0.62 * side_b)])
+    cosines = vectors @ vectors.T
+    assert np.allclose([cosines[0, 1], cosines[0, 2]], 0.85, atol=2e-3) and cosines[1, 2] < 0.75
+    images = {"original.png": photos["fruits"], "copy.jpg": edited_copy(photos["fruits"]), "other.jpg": photos["home"]}
+    table = _table(images, vectors)
+
+    global_only = decide_duplicates(table, DedupOptions(hash_radius=()))
+    assert global_only.status == [KEPT, KEPT, KEPT]
+
+    verdicts = decide_duplicates(table, DedupOptions(hash_radius=(), verify_local=True))
+    assert verdicts.status == [KEPT, DROPPED, KEPT]
+    assert verdicts.dup_kind[1] == "local" and verdicts.keeper_key[1] == "original.png"
+    assert 0.0 <= verdicts.distance[1] < 1.0
+    assert verdicts.reason[1].startswith("near duplicate of original.png (local features confirmed")
+
+    strict = decide_duplicates(table, DedupOptions(hash_radius=(), verify_local=True, min_inliers=MAX_KEYPOINTS + 1))
+    assert strict.status == [KEPT, KEPT, KEPT]
+    loose_candidates_only = decide_duplicates(table, DedupOptions(hash_radius=(), verify_local=True, candidate_similarity=0.9))
+    assert loose_candidates_only.status == [KEPT, KEPT, KEPT]
+
+
+def test_verification_without_orb_signatures_says_what_to_do(photos):
+    table = _table({"a.png": photos["fruits"], "b.png": photos["home"]}, np.eye(2)[[0, 0]]).drop_columns(["sig_orb"])
+    with pytest.raises(ValueError, match="no ORB keypoints"):
+        decide_duplicates(table, DedupOptions(hash_radius=(), verify_local=True))
