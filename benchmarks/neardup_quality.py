@@ -70,6 +70,8 @@ ANALYSIS_HASHES = ("phash", "dhash")
 # Only the duplicate signatures: copyright tagging and watermarking do not change them.
 NO_OTHER_STAGES = {"copyright": None, "visible_marks": False, "watermark_method": None}
 SIMILARITIES = (0.88, 0.9, 0.92, 0.93, 0.94, 0.95, 0.96)
+# (min_inliers, min_inlier_ratio) of local-feature verification tried by the calibration.
+LOCAL_GRID = ((15, 0.1), (15, 0.2), (20, 0.15), (20, 0.25), (30, 0.2), (30, 0.3))
 TARGET_REMOVED, TARGET_LOST_SHARE = 0.95, 0.005
 MAX_SOURCE_PIXELS = 40_000_000  # a few openclipart posters are 170 Mpx: slow to load, and no different in kind
 
@@ -264,6 +266,27 @@ def analyse(folder: Path) -> pa.Table:
     return pa.concat_tables([pq.read_table(shard) for shard in shards], promote_options="default")
 
 
+def with_local_features(folder: Path, table: pa.Table) -> pa.Table:
+    """`table` with the ORB keypoint signature of every file joined by key.
+
+    Computed apart from the cached analysis run (and cached beside it), so adding the
+    local features does not redo the embedding pass; same decoded pixels as the stage gets.
+    """
+    from dedupkit.signatures.local import SIGNATURE_NAME, orb_signature
+
+    cache = folder / f"local_{SIGNATURE_NAME}.parquet"
+    column = "sig_" + SIGNATURE_NAME
+    if not cache.exists():
+        keys = table.column("key").to_pylist()
+        started = time.perf_counter()
+        signatures = [orb_signature(load_rgb(folder / "images" / key)) for key in keys]
+        print(f"local features: {len(keys)} files, {1000 * (time.perf_counter() - started) / len(keys):.1f} ms per file "
+              f"(decode included), {np.mean([len(s) for s in signatures]) / 1024:.1f} KiB each", flush=True)
+        pq.write_table(pa.table({"key": keys, column: pa.array(signatures, pa.binary())}), cache)
+    by_key = dict(zip(*pq.read_table(cache).to_pydict().values()))
+    return table.append_column(column, pa.array([by_key[key] for key in table.column("key").to_pylist()], pa.binary()))
+
+
 def imagededup_encodings(folder: Path) -> dict[str, str]:
     cache = folder / "imagededup_phash.json"
     if cache.exists():
@@ -377,10 +400,20 @@ def dedupkit_variants() -> dict[str, DedupOptions]:
         for similarity in SIMILARITIES:
             variants[f"phash {radius} + flip, embedding {similarity}"] = DedupOptions(
                 hash_radius=(("phash", radius),), min_similarity=similarity)
+    for similarity in (0.93, 0.95, 0.97):
+        for candidate in (0.7, 0.8):
+            for inliers, ratio in LOCAL_GRID:
+                variants[local_variant_name(similarity, candidate, inliers, ratio)] = DedupOptions(
+                    min_similarity=similarity, verify_local=True, candidate_similarity=candidate,
+                    min_inliers=inliers, min_inlier_ratio=ratio)
     variants["dhash 4 + flip, embedding 0.93"] = DedupOptions(hash_radius=(("dhash", 4),), min_similarity=0.93)
     variants["phash 0 no flip, embedding 0.93"] = DedupOptions(hash_radius=(("phash", 0),), flip=False,
                                                               min_similarity=0.93)
     return variants
+
+
+def local_variant_name(similarity: float, candidate: float, inliers: int, ratio: float) -> str:
+    return f"phash 0 + flip, emb {similarity}, local {candidate}/{inliers}/{ratio}"
 
 
 def calibrated_choice(dev: dict[str, dict]) -> str:
@@ -452,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"set: {len(labels)} files, {len({l['family'] for l in labels})} families ({folder}), "
           f"{time.perf_counter() - started:.0f} s", flush=True)
     started = time.perf_counter()
-    table = analyse(folder)
+    table = with_local_features(folder, analyse(folder))
     print(f"signatures: {table.num_rows} rows, {time.perf_counter() - started:.0f} s", flush=True)
     encodings = imagededup_encodings(folder)
     matches = _imagededup_agreement(table, encodings)
@@ -487,7 +520,9 @@ def main(argv: list[str] | None = None) -> int:
 def _report_variants(variants: dict[str, DedupOptions]) -> list[str]:
     wanted = ["dedupkit defaults", "phash 8 + flip only", "phash 4 + flip only", "embedding 0.93 only",
               "embedding 0.95 only", "phash 8 + flip, embedding 0.93", "phash 4 + flip, embedding 0.94",
-              "phash 2 + flip, embedding 0.93", "phash 4 + flip, embedding 0.92"]
+              "phash 2 + flip, embedding 0.93", "phash 4 + flip, embedding 0.92",
+              local_variant_name(0.93, 0.7, 15, 0.1), local_variant_name(0.93, 0.8, 30, 0.3),
+              local_variant_name(0.97, 0.8, 30, 0.3)]
     return [name for name in wanted if name in variants]
 
 

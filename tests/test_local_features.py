@@ -40,13 +40,16 @@ def edited_copy(image: Image.Image) -> Image.Image:
 
 
 def test_signature_round_trips_and_is_compact(photos):
-    signature = orb_signature(photos["fruits"])
-    descriptors, points = unpack_orb(signature)
-    assert 50 <= len(descriptors) <= MAX_KEYPOINTS and points.shape == (len(descriptors), 2)
-    assert len(signature) == 36 * len(descriptors)
-    assert points.min() >= 0 and points.max() <= THUMBNAIL_SIDE
+    signature = orb_signature(photos["fruits"])  # 512 x 480
+    features = unpack_orb(signature)
+    assert 50 <= len(features) <= MAX_KEYPOINTS and features.points.shape == (len(features), 2)
+    assert len(signature) == 4 + 36 * len(features)
+    assert features.frame == (THUMBNAIL_SIDE, 480)
+    assert features.points.min() >= 0 and features.points[:, 0].max() <= 512 and features.points[:, 1].max() <= 480
+    small = unpack_orb(orb_signature(photos["fruits"].resize((64, 60), Image.LANCZOS)))
+    assert small.frame == (THUMBNAIL_SIDE, 480) and len(small) > 20  # enlarged to one scale, so ORB finds corners
     assert orb_signature(Image.new("RGB", (300, 200), (90, 120, 200))) == b""
-    assert unpack_orb(b"")[0].shape == (0, 32)
+    assert unpack_orb(b"").descriptors.shape == (0, 32)
     with pytest.raises(ValueError, match="whole number of keypoints"):
         unpack_orb(signature[:-1])
 
@@ -101,16 +104,15 @@ def test_decision_confirms_only_the_geometric_copy_among_loose_candidates(photos
     global_only = decide_duplicates(table, DedupOptions(hash_radius=()))
     assert global_only.status == [KEPT, KEPT, KEPT]
 
-    verdicts = decide_duplicates(table, DedupOptions(hash_radius=(), verify_local=True))
+    local = dict(hash_radius=(), verify_local=True, min_inliers=20, min_inlier_ratio=0.1)
+    verdicts = decide_duplicates(table, DedupOptions(**local))
     assert verdicts.status == [KEPT, DROPPED, KEPT]
     assert verdicts.dup_kind[1] == "local" and verdicts.keeper_key[1] == "original.png"
     assert 0.0 <= verdicts.distance[1] < 1.0
     assert verdicts.reason[1].startswith("near duplicate of original.png (local features confirmed")
 
-    strict = decide_duplicates(table, DedupOptions(hash_radius=(), verify_local=True, min_inliers=MAX_KEYPOINTS + 1))
-    assert strict.status == [KEPT, KEPT, KEPT]
-    loose_candidates_only = decide_duplicates(table, DedupOptions(hash_radius=(), verify_local=True, candidate_similarity=0.9))
-    assert loose_candidates_only.status == [KEPT, KEPT, KEPT]
+    for stricter in ({"min_inliers": MAX_KEYPOINTS + 1}, {"min_inlier_ratio": 0.5}, {"candidate_similarity": 0.9}):
+        assert decide_duplicates(table, DedupOptions(**{**local, **stricter})).status == [KEPT, KEPT, KEPT]
 
 
 def test_verification_without_orb_signatures_says_what_to_do(photos):

@@ -144,18 +144,18 @@ def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: 
     """Embedding candidates at the loose `candidate_similarity` whose ORB keypoints agree geometrically.
 
     The loose search bounds the work: only its pairs are matched.  Distance is
-    1 - inliers / keypoints of the smaller set.
+    1 - inlier ratio (the share of the keypoints in the shared view that match).
     """
-    from dedupkit.signatures.local import SIGNATURE_NAME, unpack_orb, verify_pair  # OpenCV: only when asked
+    from dedupkit.signatures.local import SIGNATURE_NAME, LocalFeatures, unpack_orb, verify_pair  # OpenCV: only when asked
 
     column = SIGNATURE_PREFIX + SIGNATURE_NAME
     if column not in pictures.column_names:
         raise ValueError("the signatures hold no ORB keypoints; rerun the analysis with local verification on")
     candidates = cosine_pairs(embeddings, options.candidate_similarity, kind="local")
     signatures = pictures.column(column).to_pylist()
-    unpacked: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    unpacked: dict[int, LocalFeatures] = {}
 
-    def features(row: int) -> tuple[np.ndarray, np.ndarray]:
+    def features(row: int) -> LocalFeatures:
         if row not in unpacked:
             unpacked[row] = unpack_orb(signatures[row])
         return unpacked[row]
@@ -163,7 +163,7 @@ def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: 
     confirmed, distance = [], []
     for index, (i, j) in enumerate(zip(candidates.i.tolist(), candidates.j.tolist())):
         verification = verify_pair(features(i), features(j))
-        if verification.inliers >= options.min_inliers:
+        if verification.inliers >= options.min_inliers and verification.inlier_ratio >= options.min_inlier_ratio:
             confirmed.append(index)
             distance.append(1.0 - verification.inlier_ratio)
     confirmed = np.asarray(confirmed, dtype=np.int64)
@@ -176,7 +176,7 @@ def _near_detail(kind: str, distance: float) -> str:
     if kind == "embedding":
         return f"embedding cosine {1 - distance:.3f}"
     if kind == "local":
-        return f"local features confirmed, {1 - distance:.0%} of keypoints in one geometric transform"
+        return f"local features confirmed, {1 - distance:.0%} of the shared keypoints in one geometric transform"
     return f"{kind} distance {distance:.3g}"
 
 

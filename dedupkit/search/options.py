@@ -40,6 +40,8 @@ class DedupOptions:
     """Embedding cosine at or above which a pair is a candidate for local verification."""
     min_inliers: int = 20
     """Keypoint matches one similarity transform must explain for a candidate to be a copy."""
+    min_inlier_ratio: float = 0.15
+    """...and their share of the keypoints the transform maps inside both frames."""
 
     @property
     def hash_kinds(self) -> tuple[str, ...]:

@@ -8,7 +8,14 @@ keypoints per image (32-byte binary descriptors, float16 positions in a thumbnai
 long side is `THUMBNAIL_SIDE`, so copies at any size land at one scale); the decision
 only verifies candidate pairs from the loose global search and never touches pixels.
 
-Signature layout (bytes): n descriptors of 32 bytes, then n (x, y) float16 pairs.
+A verified pair must also be plausible as a copy: the similarity transform keeps the
+scale within [MIN_SCALE, MAX_SCALE] (thumbnails share a long side, so crops and pads move
+it little; a collapse onto a few points is how RANSAC fits repeated texture), and the
+inliers must be a fair share of the keypoints that the transform maps inside the other
+frame (a card sharing its frame with another card, but not its face, is not a copy).
+
+Signature layout (bytes): thumbnail width and height (uint16), n descriptors of 32 bytes,
+then n (x, y) float16 pairs.
 """
 
 from __future__ import annotations
@@ -32,6 +39,10 @@ MAX_DESCRIPTOR_DISTANCE = 64
 MATCH_RATIO = 0.8
 # RANSAC tolerance in thumbnail pixels (of THUMBNAIL_SIDE).
 RANSAC_PIXELS = 8.0
+MIN_SCALE, MAX_SCALE = 0.6, 1.7
+# Keypoints mapped this far (thumbnail pixels) outside the other frame still count as inside.
+FRAME_MARGIN = 4.0
+HEADER = np.dtype("<u2")
 
 
 def grey_thumbnail(image: Image.Image) -> np.ndarray:
@@ -54,26 +65,40 @@ def _orb():
 
 def orb_signature(image: Image.Image) -> bytes:
     """The packed ORB keypoints of one decoded image (empty bytes for a flat picture)."""
-    keypoints, descriptors = _orb().detectAndCompute(grey_thumbnail(image), None)
+    grey = grey_thumbnail(image)
+    keypoints, descriptors = _orb().detectAndCompute(grey, None)
     if descriptors is None or not keypoints:
         return b""
     # ORB can return a few more than nfeatures; the strongest come first.
     order = np.argsort([-point.response for point in keypoints])[:MAX_KEYPOINTS]
     points = np.asarray([keypoints[i].pt for i in order], dtype=np.float16)
-    return np.ascontiguousarray(descriptors[order]).tobytes() + points.tobytes()
+    frame = np.asarray([grey.shape[1], grey.shape[0]], dtype=HEADER)
+    return frame.tobytes() + np.ascontiguousarray(descriptors[order]).tobytes() + points.tobytes()
 
 
-def unpack_orb(signature: bytes | None) -> tuple[np.ndarray, np.ndarray]:
-    """(descriptors uint8 (n, 32), points float32 (n, 2)) from `orb_signature` bytes."""
+@dataclass(frozen=True)
+class LocalFeatures:
+    descriptors: np.ndarray  # uint8 (n, 32)
+    points: np.ndarray  # float32 (n, 2), thumbnail pixels
+    frame: tuple[float, float]  # thumbnail width, height
+
+    def __len__(self) -> int:
+        return int(self.descriptors.shape[0])
+
+
+def unpack_orb(signature: bytes | None) -> LocalFeatures:
+    """The keypoints of `orb_signature` bytes (none for empty bytes: a flat picture)."""
     if not signature:
-        return np.empty((0, DESCRIPTOR_BYTES), np.uint8), np.empty((0, 2), np.float32)
+        return LocalFeatures(np.empty((0, DESCRIPTOR_BYTES), np.uint8), np.empty((0, 2), np.float32), (0.0, 0.0))
     stride = DESCRIPTOR_BYTES + 4
-    if len(signature) % stride:
+    header = 2 * HEADER.itemsize
+    if len(signature) < header or (len(signature) - header) % stride:
         raise ValueError(f"an ORB signature of {len(signature)} bytes is not a whole number of keypoints ({stride} bytes each)")
-    count = len(signature) // stride
-    descriptors = np.frombuffer(signature, np.uint8, count * DESCRIPTOR_BYTES).reshape(count, DESCRIPTOR_BYTES)
-    points = np.frombuffer(signature, np.float16, count * 2, offset=count * DESCRIPTOR_BYTES).reshape(count, 2)
-    return descriptors, points.astype(np.float32)
+    count = (len(signature) - header) // stride
+    width, height = np.frombuffer(signature, HEADER, 2)
+    descriptors = np.frombuffer(signature, np.uint8, count * DESCRIPTOR_BYTES, offset=header).reshape(count, DESCRIPTOR_BYTES)
+    points = np.frombuffer(signature, np.float16, count * 2, offset=header + count * DESCRIPTOR_BYTES).reshape(count, 2)
+    return LocalFeatures(descriptors, points.astype(np.float32), (float(width), float(height)))
 
 
 _MATCHER = None
@@ -88,34 +113,51 @@ def _matcher():
 
 @dataclass(frozen=True)
 class Verification:
-    """How well two keypoint sets agree: matches passing the ratio test, and RANSAC inliers among them."""
+    """How well two keypoint sets agree.
+
+    `inliers`: ratio-test matches that one plausible similarity transform explains (0
+    when none does); `overlap`: the fewer of the two sets' keypoints that the transform
+    maps inside the other frame, so `inlier_ratio` is the share of the shared view that
+    matches.
+    """
 
     matches: int
     inliers: int
-    keypoints: int  # the smaller of the two sets
+    overlap: int
 
     @property
     def inlier_ratio(self) -> float:
-        return self.inliers / self.keypoints if self.keypoints else 0.0
+        return min(1.0, self.inliers / self.overlap) if self.overlap else 0.0
 
 
-def verify_pair(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray]) -> Verification:
+def verify_pair(first: LocalFeatures, second: LocalFeatures) -> Verification:
     """Match two unpacked ORB signatures and count the matches one similarity transform explains."""
-    (desc_a, pts_a), (desc_b, pts_b) = first, second
-    smaller = min(len(desc_a), len(desc_b))
-    if len(desc_a) < 2 or len(desc_b) < 2:
-        return Verification(0, 0, smaller)
-    knn = _matcher().knnMatch(desc_a, desc_b, k=2)
+    if len(first) < 2 or len(second) < 2:
+        return Verification(0, 0, 0)
+    knn = _matcher().knnMatch(first.descriptors, second.descriptors, k=2)
     good = [m[0] for m in knn if len(m) == 2 and m[0].distance <= MAX_DESCRIPTOR_DISTANCE
             and m[0].distance < MATCH_RATIO * m[1].distance]
     if len(good) < 3:
-        return Verification(len(good), 0, smaller)
-    src = pts_a[[m.queryIdx for m in good]]
-    dst = pts_b[[m.trainIdx for m in good]]
-    _, inlier_mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS,
-                                                 maxIters=2000, confidence=0.99)
-    inliers = int(inlier_mask.sum()) if inlier_mask is not None else 0
-    return Verification(len(good), inliers, smaller)
+        return Verification(len(good), 0, 0)
+    source = first.points[[m.queryIdx for m in good]]
+    target = second.points[[m.trainIdx for m in good]]
+    transform, inlier_mask = cv2.estimateAffinePartial2D(
+        source, target, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS, maxIters=2000, confidence=0.99)
+    if transform is None or inlier_mask is None:
+        return Verification(len(good), 0, 0)
+    scale = float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        return Verification(len(good), 0, 0)
+    overlap = min(_inside(first.points, transform, second.frame),
+                  _inside(second.points, cv2.invertAffineTransform(transform), first.frame))
+    return Verification(len(good), int(inlier_mask.sum()), overlap)
+
+
+def _inside(points: np.ndarray, transform: np.ndarray, frame: tuple[float, float]) -> int:
+    mapped = points @ transform[:, :2].T + transform[:, 2]
+    width, height = frame
+    return int(np.count_nonzero((mapped[:, 0] >= -FRAME_MARGIN) & (mapped[:, 1] >= -FRAME_MARGIN)
+                                & (mapped[:, 0] <= width + FRAME_MARGIN) & (mapped[:, 1] <= height + FRAME_MARGIN)))
 
 
 @dataclass
