@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import itertools
 import json
 import logging
 import re
@@ -70,8 +71,9 @@ ANALYSIS_HASHES = ("phash", "dhash")
 # Only the duplicate signatures: copyright tagging and watermarking do not change them.
 NO_OTHER_STAGES = {"copyright": None, "visible_marks": False, "watermark_method": None}
 SIMILARITIES = (0.88, 0.9, 0.92, 0.93, 0.94, 0.95, 0.96)
-# (min_inliers, min_inlier_ratio) of local-feature verification tried by the calibration.
-LOCAL_GRID = ((15, 0.1), (15, 0.2), (20, 0.15), (20, 0.25), (30, 0.2), (30, 0.3))
+# (min_inliers, min_inlier_ratio) and min_appearance of local-feature verification tried by the calibration.
+LOCAL_GRID = ((15, 0.1), (20, 0.15), (30, 0.3))
+APPEARANCES = (0.8, 0.9, 0.95)
 TARGET_REMOVED, TARGET_LOST_SHARE = 0.95, 0.005
 MAX_SOURCE_PIXELS = 40_000_000  # a few openclipart posters are 170 Mpx: slow to load, and no different in kind
 
@@ -402,18 +404,19 @@ def dedupkit_variants() -> dict[str, DedupOptions]:
                 hash_radius=(("phash", radius),), min_similarity=similarity)
     for similarity in (0.93, 0.95, 0.97):
         for candidate in (0.7, 0.8):
-            for inliers, ratio in LOCAL_GRID:
-                variants[local_variant_name(similarity, candidate, inliers, ratio)] = DedupOptions(
+            for (inliers, ratio), appearance in itertools.product(LOCAL_GRID, APPEARANCES):
+                variants[local_variant_name(similarity, candidate, inliers, ratio, appearance)] = DedupOptions(
                     min_similarity=similarity, verify_local=True, candidate_similarity=candidate,
-                    min_inliers=inliers, min_inlier_ratio=ratio)
+                    min_inliers=inliers, min_inlier_ratio=ratio, min_appearance=appearance)
     variants["dhash 4 + flip, embedding 0.93"] = DedupOptions(hash_radius=(("dhash", 4),), min_similarity=0.93)
     variants["phash 0 no flip, embedding 0.93"] = DedupOptions(hash_radius=(("phash", 0),), flip=False,
                                                               min_similarity=0.93)
     return variants
 
 
-def local_variant_name(similarity: float, candidate: float, inliers: int, ratio: float) -> str:
-    return f"phash 0 + flip, emb {similarity}, local {candidate}/{inliers}/{ratio}"
+def local_variant_name(similarity: float, candidate: float, inliers: int, ratio: float, appearance: float) -> str:
+    """Candidates at cosine `candidate`, confirmed by inliers / inlier ratio / appearance correlation."""
+    return f"phash 0+flip, emb {similarity}, local {candidate}/{inliers}/{ratio}/{appearance}"
 
 
 def calibrated_choice(dev: dict[str, dict]) -> str:
@@ -521,8 +524,8 @@ def _report_variants(variants: dict[str, DedupOptions]) -> list[str]:
     wanted = ["dedupkit defaults", "phash 8 + flip only", "phash 4 + flip only", "embedding 0.93 only",
               "embedding 0.95 only", "phash 8 + flip, embedding 0.93", "phash 4 + flip, embedding 0.94",
               "phash 2 + flip, embedding 0.93", "phash 4 + flip, embedding 0.92",
-              local_variant_name(0.93, 0.7, 15, 0.1), local_variant_name(0.93, 0.8, 30, 0.3),
-              local_variant_name(0.97, 0.8, 30, 0.3)]
+              local_variant_name(0.93, 0.7, 15, 0.1, 0.9), local_variant_name(0.97, 0.7, 15, 0.1, 0.9),
+              local_variant_name(0.97, 0.7, 15, 0.1, 0.95), local_variant_name(0.97, 0.8, 30, 0.3, 0.8)]
     return [name for name in wanted if name in variants]
 
 

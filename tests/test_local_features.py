@@ -11,6 +11,7 @@ from dedupkit.records import DROPPED, KEPT, SKIPPED, Record
 from dedupkit.search.decide import decide_duplicates
 from dedupkit.search.options import DedupOptions
 from dedupkit.signatures.local import (
+    APPEARANCE_SIDE,
     MAX_KEYPOINTS,
     THUMBNAIL_SIDE,
     LocalFeatureStage,
@@ -43,8 +44,8 @@ def test_signature_round_trips_and_is_compact(photos):
     signature = orb_signature(photos["fruits"])  # 512 x 480
     features = unpack_orb(signature)
     assert 50 <= len(features) <= MAX_KEYPOINTS and features.points.shape == (len(features), 2)
-    assert len(signature) == 4 + 36 * len(features)
-    assert features.frame == (THUMBNAIL_SIDE, 480)
+    assert features.frame == (THUMBNAIL_SIDE, 480) and features.appearance.shape == (60, APPEARANCE_SIDE)
+    assert len(signature) == 4 + 36 * len(features) + 60 * APPEARANCE_SIDE
     assert features.points.min() >= 0 and features.points[:, 0].max() <= 512 and features.points[:, 1].max() <= 480
     small = unpack_orb(orb_signature(photos["fruits"].resize((64, 60), Image.LANCZOS)))
     assert small.frame == (THUMBNAIL_SIDE, 480) and len(small) > 20  # enlarged to one scale, so ORB finds corners
@@ -62,6 +63,21 @@ def test_edited_copy_agrees_geometrically_and_other_photos_do_not(photos):
         assert verify_pair(original, unpack_orb(orb_signature(photos[other]))).inliers < 12
     flat = verify_pair(original, unpack_orb(b""))
     assert flat.inliers == 0 and flat.inlier_ratio == 0.0
+
+
+def test_appearance_tells_a_shared_layout_from_a_copy(photos):
+    fruits = photos["fruits"]
+    original = unpack_orb(orb_signature(fruits))
+    half_replaced = fruits.copy()
+    half_replaced.paste(photos["home"].resize(fruits.size).crop((256, 0, 512, 480)), (256, 0))
+    layout = verify_pair(original, unpack_orb(orb_signature(half_replaced)))
+    assert layout.inliers >= 30 and layout.inlier_ratio >= 0.1  # the geometry alone would call it a copy
+    assert layout.appearance < 0.8
+    padded = verify_pair(original, unpack_orb(orb_signature(ImageOps.expand(fruits, border=40, fill=(0, 0, 0)))))
+    assert padded.inliers >= 30 and padded.appearance > 0.95
+    # Colour-blind on purpose: greyscale and recoloured copies are copies.
+    grey = verify_pair(original, unpack_orb(orb_signature(fruits.convert("L").convert("RGB"))))
+    assert grey.appearance > 0.99
 
 
 def test_stage_signs_alive_records_and_passes_the_rest(photos):

@@ -163,7 +163,8 @@ def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: 
     confirmed, distance = [], []
     for index, (i, j) in enumerate(zip(candidates.i.tolist(), candidates.j.tolist())):
         verification = verify_pair(features(i), features(j))
-        if verification.inliers >= options.min_inliers and verification.inlier_ratio >= options.min_inlier_ratio:
+        if (verification.inliers >= options.min_inliers and verification.inlier_ratio >= options.min_inlier_ratio
+                and verification.appearance >= options.min_appearance):
             confirmed.append(index)
             distance.append(1.0 - verification.inlier_ratio)
     confirmed = np.asarray(confirmed, dtype=np.int64)

@@ -42,6 +42,8 @@ class DedupOptions:
     """Keypoint matches one similarity transform must explain for a candidate to be a copy."""
     min_inlier_ratio: float = 0.15
     """...and their share of the keypoints the transform maps inside both frames."""
+    min_appearance: float = 0.0
+    """...and the correlation of the aligned grey thumbnails (colour-blind, -1..1)."""
 
     @property
     def hash_kinds(self) -> tuple[str, ...]:

@@ -13,9 +13,13 @@ scale within [MIN_SCALE, MAX_SCALE] (thumbnails share a long side, so crops and 
 it little; a collapse onto a few points is how RANSAC fits repeated texture), and the
 inliers must be a fair share of the keypoints that the transform maps inside the other
 frame (a card sharing its frame with another card, but not its face, is not a copy).
+Last, appearance: a tiny grey thumbnail (long side `APPEARANCE_SIDE`) of one image, warped
+by the transform onto the other's, must correlate (normalized cross-correlation over the
+overlap, blind to brightness, contrast and colour, so recoloured and greyscale copies
+pass, and so do drawings that differ only in colour).
 
 Signature layout (bytes): thumbnail width and height (uint16), n descriptors of 32 bytes,
-then n (x, y) float16 pairs.
+n (x, y) float16 pairs, then the grey appearance thumbnail (uint8, row-major).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ MIN_SCALE, MAX_SCALE = 0.6, 1.7
 # Keypoints mapped this far (thumbnail pixels) outside the other frame still count as inside.
 FRAME_MARGIN = 4.0
 HEADER = np.dtype("<u2")
+APPEARANCE_SIDE = 64
 
 
 def grey_thumbnail(image: Image.Image) -> np.ndarray:
@@ -73,7 +78,13 @@ def orb_signature(image: Image.Image) -> bytes:
     order = np.argsort([-point.response for point in keypoints])[:MAX_KEYPOINTS]
     points = np.asarray([keypoints[i].pt for i in order], dtype=np.float16)
     frame = np.asarray([grey.shape[1], grey.shape[0]], dtype=HEADER)
-    return frame.tobytes() + np.ascontiguousarray(descriptors[order]).tobytes() + points.tobytes()
+    appearance = cv2.resize(grey, _appearance_size((grey.shape[1], grey.shape[0])), interpolation=cv2.INTER_AREA)
+    return frame.tobytes() + np.ascontiguousarray(descriptors[order]).tobytes() + points.tobytes() + appearance.tobytes()
+
+
+def _appearance_size(frame: tuple[float, float]) -> tuple[int, int]:
+    scale = APPEARANCE_SIDE / THUMBNAIL_SIDE
+    return max(1, round(frame[0] * scale)), max(1, round(frame[1] * scale))
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,7 @@ class LocalFeatures:
     descriptors: np.ndarray  # uint8 (n, 32)
     points: np.ndarray  # float32 (n, 2), thumbnail pixels
     frame: tuple[float, float]  # thumbnail width, height
+    appearance: np.ndarray  # float32 (h, w) grey, long side APPEARANCE_SIDE
 
     def __len__(self) -> int:
         return int(self.descriptors.shape[0])
@@ -89,16 +101,21 @@ class LocalFeatures:
 def unpack_orb(signature: bytes | None) -> LocalFeatures:
     """The keypoints of `orb_signature` bytes (none for empty bytes: a flat picture)."""
     if not signature:
-        return LocalFeatures(np.empty((0, DESCRIPTOR_BYTES), np.uint8), np.empty((0, 2), np.float32), (0.0, 0.0))
+        return LocalFeatures(np.empty((0, DESCRIPTOR_BYTES), np.uint8), np.empty((0, 2), np.float32), (0.0, 0.0),
+                             np.empty((0, 0), np.float32))
     stride = DESCRIPTOR_BYTES + 4
     header = 2 * HEADER.itemsize
-    if len(signature) < header or (len(signature) - header) % stride:
+    width, height = (int(v) for v in np.frombuffer(signature, HEADER, 2)) if len(signature) >= header else (0, 0)
+    thumb_width, thumb_height = _appearance_size((width, height))
+    keypoint_bytes = len(signature) - header - thumb_width * thumb_height
+    if not width or keypoint_bytes < 0 or keypoint_bytes % stride:
         raise ValueError(f"an ORB signature of {len(signature)} bytes is not a whole number of keypoints ({stride} bytes each)")
-    count = (len(signature) - header) // stride
-    width, height = np.frombuffer(signature, HEADER, 2)
+    count = keypoint_bytes // stride
     descriptors = np.frombuffer(signature, np.uint8, count * DESCRIPTOR_BYTES, offset=header).reshape(count, DESCRIPTOR_BYTES)
-    points = np.frombuffer(signature, np.float16, count * 2, offset=header + count * DESCRIPTOR_BYTES).reshape(count, 2)
-    return LocalFeatures(descriptors, points.astype(np.float32), (float(width), float(height)))
+    offset = header + count * DESCRIPTOR_BYTES
+    points = np.frombuffer(signature, np.float16, count * 2, offset=offset).reshape(count, 2)
+    appearance = np.frombuffer(signature, np.uint8, offset=offset + count * 4).reshape(thumb_height, thumb_width)
+    return LocalFeatures(descriptors, points.astype(np.float32), (float(width), float(height)), appearance.astype(np.float32))
 
 
 _MATCHER = None
@@ -124,6 +141,7 @@ class Verification:
     matches: int
     inliers: int
     overlap: int
+    appearance: float = 0.0  # normalized cross-correlation of the aligned grey thumbnails, -1..1
 
     @property
     def inlier_ratio(self) -> float:
@@ -150,7 +168,23 @@ def verify_pair(first: LocalFeatures, second: LocalFeatures) -> Verification:
         return Verification(len(good), 0, 0)
     overlap = min(_inside(first.points, transform, second.frame),
                   _inside(second.points, cv2.invertAffineTransform(transform), first.frame))
-    return Verification(len(good), int(inlier_mask.sum()), overlap)
+    return Verification(len(good), int(inlier_mask.sum()), overlap, _aligned_correlation(first, second, transform))
+
+
+def _aligned_correlation(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> float:
+    """Correlation of `first`'s appearance thumbnail warped onto `second`'s, over their overlap."""
+    scaled = transform.astype(np.float64).copy()
+    scaled[:, 2] *= APPEARANCE_SIDE / THUMBNAIL_SIDE  # same factor on both sides: only the shift changes
+    height, width = second.appearance.shape
+    warped = cv2.warpAffine(first.appearance, scaled, (width, height), flags=cv2.INTER_LINEAR)
+    covered = cv2.warpAffine(np.ones_like(first.appearance), scaled, (width, height), flags=cv2.INTER_NEAREST)
+    inside = cv2.erode(covered, np.ones((3, 3), np.uint8)) > 0
+    if np.count_nonzero(inside) < 16:
+        return 0.0
+    a, b = warped[inside], second.appearance[inside]
+    a, b = a - a.mean(), b - b.mean()
+    spread = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / spread) if spread > 0 else 0.0
 
 
 def _inside(points: np.ndarray, transform: np.ndarray, frame: tuple[float, float]) -> int:
