@@ -143,6 +143,15 @@ def test_mark_synthesis_is_deterministic_and_changes_pixels():
     assert first[0].size == clean[0].size and not np.array_equal(np.asarray(first[0]), np.asarray(clean[0]))
 
 
+def test_training_mix_weights_styles_draws_hard_negatives_and_degrades():
+    rng = random.Random(3)
+    image, source_id = synthetic_marks.clean_image(rng, "train", size=160, hard_negative_share=1.0)
+    assert source_id.lower().startswith(synthetic_marks.TEXT_AND_PATTERN_PHOTOS)
+    assert {synthetic_marks.draw_visible_mark(rng, image, "train", {"logo": 1.0})[1] for _ in range(3)} == {"logo"}
+    degraded = synthetic_marks.degrade(rng, image, jpeg_share=1.0, resize_share=1.0)
+    assert degraded.mode == "RGB" and degraded.width < image.width
+
+
 @pytest.mark.slow
 def test_training_script_writes_a_loadable_head(tmp_path):
     out = tmp_path / "head.pt"

