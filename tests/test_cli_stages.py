@@ -106,3 +106,15 @@ def test_clean_marks_kept_images_and_reuses_the_saved_key(tmp_path, real_thumbna
     manifest = rows(tmp_path / "out")
     assert all(row["watermark"].startswith("stdmDct:") for row in manifest.values())
     assert sorted(row["record_index"] for row in manifest.values()) == [0, 1, 2]
+
+
+def test_missing_clip_weights_is_one_line_and_writes_nothing(tmp_path, real_thumbnails, monkeypatch):
+    src = write_folder(tmp_path / "src", {"a.jpg": jpeg(real_thumbnails[0])})
+    env = dict(__import__("os").environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-hf"))
+    result = subprocess.run(
+        CLI + ["clean", str(src), str(tmp_path / "out"), "--embedder", "open_clip:ViT-B-32:laion2b_s34b_b79k"],
+        capture_output=True, text=True, env=env,
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "ViT-B-32" in result.stderr
+    assert not (tmp_path / "out").exists()

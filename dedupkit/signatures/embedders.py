@@ -8,6 +8,8 @@ box-reduced cheaply), then normalization runs once over the whole uint8 batch.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Iterable, Iterator, Sequence
@@ -176,9 +178,11 @@ class OpenClipEmbedder(Embedder):
                     f"(known tags: {', '.join(tags) or 'none'}); pass a known tag or a checkpoint path"
                 )
         try:
-            model, _, _ = open_clip.create_model_and_transforms(
-                model_name, pretrained=pretrained, device=device, cache_dir=cache_dir
-            )
+            # open_clip logs its own download failure before raising; ours below says it in one line.
+            with _quiet_root_logger():
+                model, _, _ = open_clip.create_model_and_transforms(
+                    model_name, pretrained=pretrained, device=device, cache_dir=cache_dir
+                )
         except (RuntimeError, FileNotFoundError, OSError) as exc:
             if _is_checkpoint_path(pretrained) or "download" not in str(exc).lower():
                 raise
@@ -209,6 +213,16 @@ class OpenClipEmbedder(Embedder):
 
 
 DEFAULT_EMBEDDER = "efficientnet-lite0"
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    previous = logging.root.manager.disable
+    logging.disable(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def embedder_from_spec(spec: str = DEFAULT_EMBEDDER) -> Embedder:
