@@ -149,6 +149,10 @@ def analysis_stages(options: CleanOptions) -> list[Stage]:
         from dedupkit.signatures.embedders import EmbeddingStage  # torch: only when embeddings are wanted
 
         stages.append(EmbeddingStage(cached_embedder(dedup.embedder)))
+        if dedup.verify_local:
+            from dedupkit.signatures.local import LocalFeatureStage  # OpenCV: only when local verification is on
+
+            stages.append(LocalFeatureStage())
     return stages
 
 
@@ -325,6 +329,7 @@ def run_clean(
         raise RunError(f"unknown output format {output_format!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
     paths = RunPaths(Path(out))
     _check_output_folder(paths, source, overwrite)
+    _check_models(options)
     fingerprint = options.fingerprint(source)
     _prepare_state(paths, fingerprint, overwrite)
     if options.write_output and options.watermark_method:
@@ -460,6 +465,17 @@ def _work_in_worker(work, source, unit, options, paths, extra_args):
 def _source_identity(source: Source) -> str:
     spec = source.spec
     return spec if spec.startswith("hf:") else str(Path(spec).resolve())
+
+
+def _check_models(options: CleanOptions) -> None:
+    """Load the embedding model before anything is written: missing weights are one line, not a traceback."""
+    if options.find_duplicates and options.dedup is not None and options.dedup.embedder:
+        from dedupkit.signatures.embedders import MissingWeightsError
+
+        try:
+            cached_embedder(options.dedup.embedder)
+        except (MissingWeightsError, ValueError) as exc:
+            raise RunError(str(exc)) from None
 
 
 def _check_output_folder(paths: RunPaths, source: Source, overwrite: bool) -> None:

@@ -13,12 +13,16 @@ class DedupOptions:
     Defaults calibrated by benchmarks/neardup_quality.py (results in
     benchmarks/results/neardup_quality.json): 1,200 real pictures (photos, openclipart
     drawings) at 48-1024 px with 1,260 planted copies, chosen on one half of the
-    families and reported on the other.  The setting that removes the most copies
-    while losing the fewest distinct pictures: pHash only at distance 0 (with its
-    mirror), because flat drawings and flags collide at 2-8 bits; embeddings at
-    cosine 0.93 catch crops, rotations, recolourings and overlays.  On the held-out
-    half: 52 % of copies removed, 1.1 % of distinct pictures lost (imagededup PHash
-    at 10: 49 % and 6.6 %).  Radius 8 with cosine 0.93 removes 61 % but loses 5.5 %.
+    families and reported on the other.  pHash only at distance 0 (with its mirror),
+    because flat drawings and flags collide at 2-8 bits; embeddings alone only at cosine
+    0.97, because distinct look-alikes (flags, card suits, moon phases) reach 0.93-1.0;
+    below that, down to cosine 0.7, a pair is a copy only when local features confirm it
+    (ORB keypoints under one similarity transform, and the aligned grey thumbnails
+    correlate at 0.95).  On the held-out half: 70 % of copies removed, 0.6 % of distinct
+    pictures lost (embeddings at 0.93 without local verification: 52 % and 1.1 %;
+    imagededup PHash at 10: 49 % and 6.6 %).  Recoloured drawings of one design are
+    treated as copies: verification is colour-blind so that greyscale and recoloured
+    copies are found.
     """
 
     hash_radius: tuple[tuple[str, int], ...] = (("phash", 0),)
@@ -27,22 +31,22 @@ class DedupOptions:
     """Also match mirrored copies (hash of the mirrored image against the others)."""
     embedder: str | None = "efficientnet-lite0"
     """Embedding model spec, or None for hashes only."""
-    min_similarity: float = 0.93
+    min_similarity: float = 0.97
     """Cosine similarity of embeddings at or above which two images are copies."""
     keep: str = "largest"
     """Keeper of a cluster: largest (most pixels), first (input order), prefer-unmarked."""
     search_method: str = "auto"
-    verify_local: bool = False
+    verify_local: bool = True
     """Also confirm looser embedding candidates by local features (ORB keypoints under one
     similarity transform): catches crops, padding, rotations and overlays that score below
     `min_similarity`.  Needs the "orb" signature (dedupkit.signatures.local)."""
-    candidate_similarity: float = 0.75
+    candidate_similarity: float = 0.7
     """Embedding cosine at or above which a pair is a candidate for local verification."""
-    min_inliers: int = 20
+    min_inliers: int = 15
     """Keypoint matches one similarity transform must explain for a candidate to be a copy."""
-    min_inlier_ratio: float = 0.15
+    min_inlier_ratio: float = 0.1
     """...and their share of the keypoints the transform maps inside both frames."""
-    min_appearance: float = 0.0
+    min_appearance: float = 0.95
     """...and the correlation of the aligned grey thumbnails (colour-blind, -1..1)."""
 
     @property
