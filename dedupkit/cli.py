@@ -120,7 +120,15 @@ def _run(src: str, out: Path, options, overwrite: bool) -> None:
     _print_summary(summary, out)
 
 
-def _dedup_options(hashes: list[str], flip: bool, embedder: str, min_similarity: float, keep: str, exact_only: bool):
+_DEFAULT_DEDUP = DedupOptions()
+
+
+def _dedup_options(
+    hashes: list[str], flip: bool, embedder: str, min_similarity: float, keep: str, exact_only: bool,
+    verify_local: bool = _DEFAULT_DEDUP.verify_local,
+    candidate_similarity: float = _DEFAULT_DEDUP.candidate_similarity,
+    min_inliers: int = _DEFAULT_DEDUP.min_inliers,
+):
     if exact_only:
         return None
     radius = []
@@ -141,6 +149,9 @@ def _dedup_options(hashes: list[str], flip: bool, embedder: str, min_similarity:
         embedder=None if embedder.lower() == "none" else embedder,
         min_similarity=min_similarity,
         keep=keep,
+        verify_local=verify_local,
+        candidate_similarity=candidate_similarity,
+        min_inliers=min_inliers,
     )
 
 
@@ -194,7 +205,6 @@ CaptionColumnOption = typer.Option(None, "--caption-column", help="Parquet / hf:
 UrlColumnOption = typer.Option(None, "--url-column", help="Parquet / hf: the source URL column (default: detected).")
 KeyColumnOption = typer.Option(None, "--key-column", help="Parquet / hf: the record key column (default: detected).")
 OverwriteOption = typer.Option(False, "--overwrite", help="Delete what OUT holds and start over instead of resuming.")
-_DEFAULT_DEDUP = DedupOptions()
 HashOption = typer.Option(
     [f"{kind}:{bits}" for kind, bits in _DEFAULT_DEDUP.hash_radius],
     "--hash",
@@ -213,6 +223,18 @@ MinSimilarityOption = typer.Option(
 )
 KeepOption = typer.Option(
     _DEFAULT_DEDUP.keep, "--keep", help=f"Which member of a duplicate cluster is kept: {', '.join(KEEP_POLICIES)}."
+)
+VerifyLocalOption = typer.Option(
+    _DEFAULT_DEDUP.verify_local,
+    "--verify-local/--no-verify-local",
+    help="Confirm looser embedding candidates with local features (ORB keypoints in one geometric transform): "
+    "catches crops, padding, rotations and overlays.",
+)
+CandidateSimilarityOption = typer.Option(
+    _DEFAULT_DEDUP.candidate_similarity, "--candidate-similarity", help="With --verify-local: embedding cosine from which pairs are checked."
+)
+MinInliersOption = typer.Option(
+    _DEFAULT_DEDUP.min_inliers, "--min-inliers", help="With --verify-local: keypoint matches one transform must explain."
 )
 ExactOnlyOption = typer.Option(False, "--exact-only", help="Drop exact duplicates only (identical pixels); no near-duplicate search.")
 COPYRIGHT_POLICIES = ("tag", "drop", "prefer-unmarked", "off")
@@ -256,6 +278,9 @@ def clean(
     embedder: str = EmbedderOption,
     min_similarity: float = MinSimilarityOption,
     keep: str = KeepOption,
+    verify_local: bool = VerifyLocalOption,
+    candidate_similarity: float = CandidateSimilarityOption,
+    min_inliers: int = MinInliersOption,
     exact_only: bool = ExactOnlyOption,
     copyright: str = CopyrightOption,
     visible_marks: bool = VisibleMarksOption,
@@ -269,7 +294,9 @@ def clean(
     skipped with the reason); OUT/summary.json has the counts and timings. The source is
     never modified. Run the same command again after an interruption to resume.
     """
-    dedup = _dedup_options(hashes, flip, embedder, min_similarity, keep, exact_only)
+    dedup = _dedup_options(
+        hashes, flip, embedder, min_similarity, keep, exact_only, verify_local, candidate_similarity, min_inliers
+    )
     options = _options(
         output_format, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, dedup,
         **_copyright_settings(copyright, visible_marks), **_watermark_settings(watermark, key),
@@ -294,11 +321,16 @@ def dedup(
     embedder: str = EmbedderOption,
     min_similarity: float = MinSimilarityOption,
     keep: str = KeepOption,
+    verify_local: bool = VerifyLocalOption,
+    candidate_similarity: float = CandidateSimilarityOption,
+    min_inliers: int = MinInliersOption,
     exact_only: bool = ExactOnlyOption,
     overwrite: bool = OverwriteOption,
 ) -> None:
     """Decide duplicates only: write the manifest (who is a copy of whom), copy no images."""
-    dedup = _dedup_options(hashes, flip, embedder, min_similarity, keep, exact_only)
+    dedup = _dedup_options(
+        hashes, flip, embedder, min_similarity, keep, exact_only, verify_local, candidate_similarity, min_inliers
+    )
     # Only the stages that decide duplicates: copyright tags only when the keeper policy needs them.
     copyright = "tag" if keep == "prefer-unmarked" else None
     options = _options(

@@ -55,7 +55,7 @@ MANIFEST_COLUMNS = ("ordinal", "key", "source", "status", "reason", "sha256", "w
 #: Later stages' columns, shown as badges on a member when the manifest has them.
 BADGE_COLUMNS = ("copyright_marked", "visible_mark_score", "watermark")
 #: Least certain first: an embedding match deserves a look before a byte-identical copy.
-KIND_ORDER = {"embedding": 0, "hash": 1, "exact": 2}
+KIND_ORDER = {"embedding": 0, "local": 1, "hash": 2, "exact": 3}
 
 CLUSTER_CSS = """
 section.cluster { background: var(--card); border: 1px solid var(--line); border-radius: 8px;
@@ -370,6 +370,8 @@ def describe_distance(kind: str | None, distance: float | None) -> str:
         return f"hash: {int(round(distance))} bits apart"
     if kind == "embedding":
         return f"embedding: 1\u2212cos {distance:.3f}"
+    if kind == "local":
+        return f"local features: {100 * (1 - distance):.0f} % of shared keypoints agree"
     return f"{kind or 'match'}: distance {distance:g}"
 
 
