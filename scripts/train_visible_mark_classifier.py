@@ -15,7 +15,7 @@ validation images at --target-fpr.
 Held-out sources and fonts are never used here; benchmarks/copyright_tagging.py
 measures on them.
 
-    nice -n 10 python scripts/train_visible_mark_classifier.py --train-samples 6144 --val-samples 1024
+    nice -n 10 python scripts/train_visible_mark_classifier.py --train-samples 6144 --val-samples 768 --epochs 8
 """
 
 from __future__ import annotations
@@ -134,8 +134,8 @@ def operating_point(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-samples", type=int, default=6144)
-    parser.add_argument("--val-samples", type=int, default=1024)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--val-samples", type=int, default=768)
+    parser.add_argument("--epochs", type=int, default=8, help="20 overfits: training loss 0.01, saturated scores")
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--target-fpr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
