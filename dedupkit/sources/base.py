@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import posixpath
+import glob
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator, Protocol
+
+import braceexpand
 
 from dedupkit.records import Record
 
@@ -53,3 +57,22 @@ def unsafe_member_reason(name: str) -> str | None:
     if ".." in name.replace("\\", "/").split("/") or ".." in parts:
         return f"unsafe member path (parent traversal): {name!r}"
     return None
+
+
+def expand_files(spec: str, suffix: str, what: str) -> list[str]:
+    """A file, a folder of `*suffix` files (recursive), or a brace / glob pattern, in sorted order."""
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*" + suffix))
+        if not files:
+            raise SourceError(f"{spec}: folder holds no {suffix} {what}")
+        return files
+    if path.is_file():
+        return [spec]
+    files: list[str] = []
+    for pattern in braceexpand.braceexpand(spec):
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        files.extend(m for m in matches if Path(m).is_file())
+    if not files:
+        raise SourceError(f"{spec}: no {what} matches")
+    return files

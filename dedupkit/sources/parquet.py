@@ -7,18 +7,16 @@ name and can be overridden.
 
 from __future__ import annotations
 
-import glob
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import braceexpand
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dedupkit.records import Record
-from dedupkit.sources.base import SourceError, Unit, ordinal
+from dedupkit.sources.base import SourceError, Unit, expand_files, ordinal
 
 IMAGE_COLUMN_NAMES = ("image", "img", "jpg", "jpeg", "png", "webp", "image_bytes", "bytes")
 CAPTION_COLUMN_NAMES = ("caption", "text", "txt", "TEXT", "alt", "alt_text", "prompt")
@@ -32,24 +30,6 @@ class ParquetColumns:
     caption: str | None = None
     url: str | None = None
     key: str | None = None
-
-
-def expand_parquet_spec(spec: str) -> list[str]:
-    path = Path(spec)
-    if path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*.parquet"))
-        if not files:
-            raise SourceError(f"{spec}: folder holds no .parquet files")
-        return files
-    if path.is_file():
-        return [spec]
-    files = []
-    for pattern in braceexpand.braceexpand(spec):
-        files.extend(sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern])
-    files = [f for f in files if Path(f).is_file()]
-    if not files:
-        raise SourceError(f"{spec}: no Parquet file matches")
-    return files
 
 
 def _is_image_type(field: pa.Field) -> bool:
@@ -94,7 +74,7 @@ class ParquetSource:
 
     def __init__(self, spec: str, columns: ParquetColumns = ParquetColumns()):
         self.spec = spec
-        self.files = expand_parquet_spec(spec)
+        self.files = expand_files(spec, ".parquet", "Parquet files")
         self.given_columns = columns
         try:
             schema = pq.read_schema(self.files[0])

@@ -6,17 +6,13 @@ WebDataset does: the key is the member path up to the first dot of its file name
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 import tarfile
 from pathlib import Path
 from typing import Iterator
 
-import braceexpand
-
 from dedupkit.records import IMAGE_EXTENSIONS, Record
-from dedupkit.sources.base import SourceError, Unit, ordinal, unsafe_member_reason
+from dedupkit.sources.base import SourceError, Unit, expand_files, ordinal, unsafe_member_reason
 
 
 def split_member_name(name: str) -> tuple[str, str]:
@@ -27,31 +23,12 @@ def split_member_name(name: str) -> tuple[str, str]:
     return key, extension.lower() if dot else ""
 
 
-def expand_shard_spec(spec: str) -> list[str]:
-    """A .tar file, a folder of them, or a brace / glob pattern, in sorted order."""
-    path = Path(spec)
-    if path.is_dir():
-        shards = sorted(str(p) for p in path.rglob("*.tar"))
-        if not shards:
-            raise SourceError(f"{spec}: folder holds no .tar shards")
-        return shards
-    if path.is_file():
-        return [spec]
-    shards: list[str] = []
-    for pattern in braceexpand.braceexpand(spec):
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        shards.extend(m for m in matches if os.path.isfile(m))
-    if not shards:
-        raise SourceError(f"{spec}: no tar shard matches")
-    return shards
-
-
 class WebDatasetSource:
     kind = "webdataset"
 
     def __init__(self, spec: str):
         self.spec = spec
-        self.shards = expand_shard_spec(spec)
+        self.shards = expand_files(spec, ".tar", "tar shards")
         if len(self.shards) == 1:
             _check_is_tar(self.shards[0])
 
