@@ -150,15 +150,6 @@ def decode_record(record: Record, limits: DecodeLimits = DecodeLimits()) -> Reco
     return record
 
 
-def sniff_format(data: bytes) -> str | None:
-    """The format Pillow sees in the bytes, without decoding pixels."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.format
-    except Exception:
-        return None
-
-
 def _short(exc: BaseException, limit: int = 160) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from dedupkit.decode import flatten_alpha
+
 OPENCV_PHOTOS = Path("/usr/share/doc/opencv-doc/examples/data")
 OPENCLIPART = Path("/usr/share/openclipart/png")
 
@@ -76,10 +78,7 @@ def load_rgb(path: Path) -> Image.Image:
     with Image.open(path) as image:
         image = ImageOps.exif_transpose(image)
         if image.mode in ("RGBA", "LA", "P"):
-            canvas = Image.new("RGB", image.size, (255, 255, 255))
-            rgba = image.convert("RGBA")
-            canvas.paste(rgba, mask=rgba.getchannel("A"))
-            return canvas
+            return flatten_alpha(image.convert("RGBA"))
         return image.convert("RGB")
 
 
