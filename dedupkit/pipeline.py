@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import multiprocessing
 import os
@@ -78,7 +79,12 @@ class CleanOptions:
         settings = dataclasses.asdict(self)
         settings.pop("workers")  # the result does not depend on the number of workers
         settings.pop("watermark_key")  # a secret; OUT/watermark.key guards against a changed key
-        return {"dedupkit": __version__, "source": _source_identity(source), "settings": settings}
+        return {
+            "dedupkit": __version__,
+            "source": _source_identity(source),
+            "source_files": _source_files_stamp(source),
+            "settings": settings,
+        }
 
 
 @dataclass
@@ -467,6 +473,26 @@ def _source_identity(source: Source) -> str:
     return spec if spec.startswith("hf:") else str(Path(spec).resolve())
 
 
+def _source_files_stamp(source: Source) -> str | None:
+    """Digest of the local input files' names, sizes and modification times.
+
+    A folder rewritten in place keeps its path; without this a rerun into the same OUT
+    would resume from signatures and decisions computed from the old files.
+    """
+    if source.spec.startswith("hf:"):
+        return None
+    root = Path(source.spec)
+    if root.is_dir():
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+    else:
+        files = sorted({Path(unit.location) for unit in source.units()})
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return f"{len(files)} files, sha256 {digest.hexdigest()}"
+
+
 def _check_models(options: CleanOptions) -> None:
     """Load the embedding model before anything is written: missing weights are one line, not a traceback."""
     if options.find_duplicates and options.dedup is not None and options.dedup.embedder:
@@ -497,7 +523,7 @@ def _prepare_state(paths: RunPaths, fingerprint: dict, overwrite: bool) -> None:
         if previous != wanted:
             if not overwrite:
                 raise RunError(
-                    f"OUT {paths.out} holds a run with other settings or another source; "
+                    f"OUT {paths.out} holds a run with other settings, another source, or source files changed since; "
                     "pass --overwrite to start over, or choose another folder"
                 )
             shutil.rmtree(paths.out)

@@ -238,6 +238,15 @@ def test_output_folder_guards(tmp_path, real_thumbnails):
     assert (tmp_path / "busy" / "thesis.pdf").exists()
 
 
+def test_rerun_after_the_source_files_changed_does_not_resume_stale_results(tmp_path, real_thumbnails):
+    src = write_folder(tmp_path / "src", {"a.jpg": jpeg(real_thumbnails[0]), "b.jpg": jpeg(real_thumbnails[0])})
+    assert run_clean(str(src), tmp_path / "out", EXACT_ONLY)["kept"] == 1
+    (src / "b.jpg").write_bytes(jpeg(real_thumbnails[1]))  # same path, new picture
+    with pytest.raises(RunError, match="source files changed"):
+        run_clean(str(src), tmp_path / "out", EXACT_ONLY)
+    assert run_clean(str(src), tmp_path / "out", EXACT_ONLY, overwrite=True)["kept"] == 2
+
+
 def test_sample_dataset_demo_through_the_cli(tmp_path):
     planted = build_sample_dataset(tmp_path / "sample", originals=24)
     result = subprocess.run(CLI + ["clean", str(tmp_path / "sample"), str(tmp_path / "out")], capture_output=True, text=True)
