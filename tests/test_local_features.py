@@ -14,7 +14,9 @@ from dedupkit.signatures.local import (
     APPEARANCE_SIDE,
     MAX_KEYPOINTS,
     THUMBNAIL_SIDE,
+    CopyCriteria,
     LocalFeatureStage,
+    confirm_copy,
     orb_signature,
     unpack_orb,
     verify_pair,
@@ -45,14 +47,42 @@ def test_signature_round_trips_and_is_compact(photos):
     features = unpack_orb(signature)
     assert 50 <= len(features) <= MAX_KEYPOINTS and features.points.shape == (len(features), 2)
     assert features.frame == (THUMBNAIL_SIDE, 480) and features.appearance.shape == (60, APPEARANCE_SIDE)
-    assert len(signature) == 4 + 36 * len(features) + 60 * APPEARANCE_SIDE
+    mirror = features.mirrored()
+    assert 50 <= len(mirror) <= MAX_KEYPOINTS and mirror.frame == features.frame
+    assert len(signature) == 10 + 36 * (len(features) + len(mirror)) + 60 * APPEARANCE_SIDE
+    assert np.array_equal(mirror.appearance, features.appearance[:, ::-1])
+    assert np.array_equal(mirror.mirrored().descriptors, features.descriptors)
     assert features.points.min() >= 0 and features.points[:, 0].max() <= 512 and features.points[:, 1].max() <= 480
     small = unpack_orb(orb_signature(photos["fruits"].resize((64, 60), Image.LANCZOS)))
     assert small.frame == (THUMBNAIL_SIDE, 480) and len(small) > 20  # enlarged to one scale, so ORB finds corners
     assert orb_signature(Image.new("RGB", (300, 200), (90, 120, 200))) == b""
     assert unpack_orb(b"").descriptors.shape == (0, 32)
-    with pytest.raises(ValueError, match="whole number of keypoints"):
+    with pytest.raises(ValueError, match="keypoints its header announces"):
         unpack_orb(signature[:-1])
+
+
+def test_signatures_without_mirrored_keypoints_still_unpack(photos):
+    # The layout before mirrored keypoints: [width, height], keypoints, appearance.
+    features = unpack_orb(orb_signature(photos["home"]))
+    width, height = (int(v) for v in features.frame)
+    old = (np.asarray([width, height], "<u2").tobytes() + features.descriptors.tobytes()
+           + features.points.astype(np.float16).tobytes() + features.appearance.astype(np.uint8).tobytes())
+    unpacked = unpack_orb(old)
+    assert np.array_equal(unpacked.descriptors, features.descriptors) and np.array_equal(unpacked.points, features.points)
+    assert np.array_equal(unpacked.appearance, features.appearance) and unpacked.mirrored() is None
+    with pytest.raises(ValueError, match="whole number of keypoints"):
+        unpack_orb(old[:-1])
+
+
+def test_mirrored_crop_is_confirmed_through_the_mirror_only(photos):
+    fruits = photos["fruits"]
+    criteria = CopyCriteria(min_inliers=15, min_inlier_ratio=0.1, min_appearance=0.9)
+    original = unpack_orb(orb_signature(fruits))
+    flipped = unpack_orb(orb_signature(ImageOps.mirror(fruits.crop((40, 30, 470, 450)))))
+    assert not criteria.accepts(verify_pair(original, flipped))  # keypoints do not survive mirroring
+    confirmed = confirm_copy(original, flipped, criteria)
+    assert confirmed is not None and confirmed.mirrored and confirmed.inliers >= 30 and confirmed.appearance > 0.9
+    assert confirm_copy(original, unpack_orb(orb_signature(ImageOps.mirror(photos["home"]))), criteria) is None
 
 
 def test_edited_copy_agrees_geometrically_and_other_photos_do_not(photos):

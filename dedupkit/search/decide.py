@@ -143,16 +143,20 @@ def near_pair_sets(pictures: pa.Table, options: DedupOptions) -> list[Pairs]:
 def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: DedupOptions) -> Pairs:
     """Embedding candidates at the loose `candidate_similarity` whose ORB keypoints agree geometrically.
 
-    The loose search bounds the work: only its pairs are matched.  Distance is
-    1 - inlier ratio (the share of the keypoints in the shared view that match).
+    The loose search bounds the work: only its pairs are matched.  Matching is not
+    symmetric (ratio test from one side, appearance warped one way), so a pair is
+    checked from both ends, and against each end's mirror for flipped copies.  Distance
+    is 1 - inlier ratio (the share of the keypoints in the shared view that match).
     """
-    from dedupkit.signatures.local import SIGNATURE_NAME, LocalFeatures, unpack_orb, verify_pair  # OpenCV: only when asked
+    from dedupkit.signatures.local import (  # OpenCV: only when asked
+        SIGNATURE_NAME, CopyCriteria, LocalFeatures, confirm_copy, unpack_orb)
 
     column = SIGNATURE_PREFIX + SIGNATURE_NAME
     if column not in pictures.column_names:
         raise ValueError("the signatures hold no ORB keypoints; rerun the analysis with local verification on")
     candidates = cosine_pairs(embeddings, options.candidate_similarity, kind="local")
     signatures = pictures.column(column).to_pylist()
+    criteria = CopyCriteria(options.min_inliers, options.min_inlier_ratio, options.min_appearance)
     unpacked: dict[int, LocalFeatures] = {}
 
     def features(row: int) -> LocalFeatures:
@@ -162,9 +166,8 @@ def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: 
 
     confirmed, distance = [], []
     for index, (i, j) in enumerate(zip(candidates.i.tolist(), candidates.j.tolist())):
-        verification = verify_pair(features(i), features(j))
-        if (verification.inliers >= options.min_inliers and verification.inlier_ratio >= options.min_inlier_ratio
-                and verification.appearance >= options.min_appearance):
+        verification = confirm_copy(features(i), features(j), criteria) or confirm_copy(features(j), features(i), criteria)
+        if verification is not None:
             confirmed.append(index)
             distance.append(1.0 - verification.inlier_ratio)
     confirmed = np.asarray(confirmed, dtype=np.int64)

@@ -18,13 +18,22 @@ by the transform onto the other's, must correlate (normalized cross-correlation 
 overlap, blind to brightness, contrast and colour, so recoloured and greyscale copies
 pass, and so do drawings that differ only in colour).
 
-Signature layout (bytes): thumbnail width and height (uint16), n descriptors of 32 bytes,
-n (x, y) float16 pairs, then the grey appearance thumbnail (uint8, row-major).
+Mirrored copies: ORB descriptors do not survive mirroring (the binary tests of a
+mirrored patch are not a permutation of the original's), so the signature also holds the
+keypoints of the mirrored thumbnail, and a pair is verified in both orientations
+(`verify_either_orientation`); the mirrored appearance is the stored one flipped.
+
+Signature layout (bytes): a header of uint16 [LAYOUT_MARK, width, height, n, m] (thumbnail
+size, keypoint counts of the image and of its mirror), n descriptors of 32 bytes, n (x, y)
+float16 pairs, m mirrored descriptors, m mirrored pairs, then the grey appearance
+thumbnail (uint8, row-major).  Signatures written before mirrored keypoints existed
+(header [width, height], no mirror; LAYOUT_MARK is larger than any thumbnail side)
+still unpack, and verify in their own orientation only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Iterator
 
 import cv2
@@ -47,6 +56,7 @@ MIN_SCALE, MAX_SCALE = 0.6, 1.7
 # Keypoints mapped this far (thumbnail pixels) outside the other frame still count as inside.
 FRAME_MARGIN = 4.0
 HEADER = np.dtype("<u2")
+LAYOUT_MARK = 0xF11F
 APPEARANCE_SIDE = 64
 
 
@@ -68,18 +78,27 @@ def _orb():
     return _ORB
 
 
-def orb_signature(image: Image.Image) -> bytes:
-    """The packed ORB keypoints of one decoded image (empty bytes for a flat picture)."""
-    grey = grey_thumbnail(image)
+def _keypoints(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The strongest ORB keypoints of a grey thumbnail: (n, 32) descriptors, (n, 2) float16 positions."""
     keypoints, descriptors = _orb().detectAndCompute(grey, None)
     if descriptors is None or not keypoints:
-        return b""
+        return np.empty((0, DESCRIPTOR_BYTES), np.uint8), np.empty((0, 2), np.float16)
     # ORB can return a few more than nfeatures; the strongest come first.
     order = np.argsort([-point.response for point in keypoints])[:MAX_KEYPOINTS]
     points = np.asarray([keypoints[i].pt for i in order], dtype=np.float16)
-    frame = np.asarray([grey.shape[1], grey.shape[0]], dtype=HEADER)
+    return np.ascontiguousarray(descriptors[order]), points
+
+
+def orb_signature(image: Image.Image) -> bytes:
+    """The packed ORB keypoints of one decoded image and of its mirror (empty bytes for a flat picture)."""
+    grey = grey_thumbnail(image)
+    descriptors, points = _keypoints(grey)
+    if not len(descriptors):
+        return b""
+    mirror_descriptors, mirror_points = _keypoints(np.ascontiguousarray(grey[:, ::-1]))
+    header = np.asarray([LAYOUT_MARK, grey.shape[1], grey.shape[0], len(descriptors), len(mirror_descriptors)], dtype=HEADER)
     appearance = cv2.resize(grey, _appearance_size((grey.shape[1], grey.shape[0])), interpolation=cv2.INTER_AREA)
-    return frame.tobytes() + np.ascontiguousarray(descriptors[order]).tobytes() + points.tobytes() + appearance.tobytes()
+    return b"".join(part.tobytes() for part in (header, descriptors, points, mirror_descriptors, mirror_points, appearance))
 
 
 def _appearance_size(frame: tuple[float, float]) -> tuple[int, int]:
@@ -93,9 +112,18 @@ class LocalFeatures:
     points: np.ndarray  # float32 (n, 2), thumbnail pixels
     frame: tuple[float, float]  # thumbnail width, height
     appearance: np.ndarray  # float32 (h, w) grey, long side APPEARANCE_SIDE
+    mirror_descriptors: np.ndarray | None = None  # the mirrored thumbnail's keypoints (None: not stored)
+    mirror_points: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.descriptors.shape[0])
+
+    def mirrored(self) -> "LocalFeatures | None":
+        """The features of the mirrored image (None when the signature holds no mirrored keypoints)."""
+        if self.mirror_descriptors is None:
+            return None
+        return LocalFeatures(self.mirror_descriptors, self.mirror_points, self.frame,
+                             np.ascontiguousarray(self.appearance[:, ::-1]), self.descriptors, self.points)
 
 
 def unpack_orb(signature: bytes | None) -> LocalFeatures:
@@ -104,18 +132,34 @@ def unpack_orb(signature: bytes | None) -> LocalFeatures:
         return LocalFeatures(np.empty((0, DESCRIPTOR_BYTES), np.uint8), np.empty((0, 2), np.float32), (0.0, 0.0),
                              np.empty((0, 0), np.float32))
     stride = DESCRIPTOR_BYTES + 4
-    header = 2 * HEADER.itemsize
-    width, height = (int(v) for v in np.frombuffer(signature, HEADER, 2)) if len(signature) >= header else (0, 0)
+    marked = len(signature) >= HEADER.itemsize and int(np.frombuffer(signature, HEADER, 1)[0]) == LAYOUT_MARK
+    fields = 5 if marked else 2
+    header = fields * HEADER.itemsize
+    if len(signature) < header:
+        raise ValueError(f"an ORB signature of {len(signature)} bytes is shorter than its header")
+    values = [int(v) for v in np.frombuffer(signature, HEADER, fields)]
+    width, height = values[-4:-2] if marked else values
     thumb_width, thumb_height = _appearance_size((width, height))
     keypoint_bytes = len(signature) - header - thumb_width * thumb_height
-    if not width or keypoint_bytes < 0 or keypoint_bytes % stride:
+    if marked:
+        counts = values[3:]
+        if keypoint_bytes != stride * sum(counts):
+            raise ValueError(f"an ORB signature of {len(signature)} bytes does not hold the {sum(counts)} keypoints "
+                             "its header announces")
+    elif not width or keypoint_bytes < 0 or keypoint_bytes % stride:
         raise ValueError(f"an ORB signature of {len(signature)} bytes is not a whole number of keypoints ({stride} bytes each)")
-    count = keypoint_bytes // stride
-    descriptors = np.frombuffer(signature, np.uint8, count * DESCRIPTOR_BYTES, offset=header).reshape(count, DESCRIPTOR_BYTES)
-    offset = header + count * DESCRIPTOR_BYTES
-    points = np.frombuffer(signature, np.float16, count * 2, offset=offset).reshape(count, 2)
-    appearance = np.frombuffer(signature, np.uint8, offset=offset + count * 4).reshape(thumb_height, thumb_width)
-    return LocalFeatures(descriptors, points.astype(np.float32), (float(width), float(height)), appearance.astype(np.float32))
+    else:
+        counts = [keypoint_bytes // stride]
+    offset, parts = header, []
+    for count in counts:
+        descriptors = np.frombuffer(signature, np.uint8, count * DESCRIPTOR_BYTES, offset=offset).reshape(count, DESCRIPTOR_BYTES)
+        offset += count * DESCRIPTOR_BYTES
+        points = np.frombuffer(signature, np.float16, count * 2, offset=offset).reshape(count, 2).astype(np.float32)
+        offset += count * 4
+        parts += [descriptors, points]
+    appearance = np.frombuffer(signature, np.uint8, offset=offset).reshape(thumb_height, thumb_width)
+    mirror = parts[2:] if marked else [None, None]
+    return LocalFeatures(parts[0], parts[1], (float(width), float(height)), appearance.astype(np.float32), *mirror)
 
 
 _MATCHER = None
@@ -142,6 +186,7 @@ class Verification:
     inliers: int
     overlap: int
     appearance: float = 0.0  # normalized cross-correlation of the aligned grey thumbnails, -1..1
+    mirrored: bool = False  # found between the first image and the mirror of the second
 
     @property
     def inlier_ratio(self) -> float:
@@ -169,6 +214,31 @@ def verify_pair(first: LocalFeatures, second: LocalFeatures) -> Verification:
     overlap = min(_inside(first.points, transform, second.frame),
                   _inside(second.points, cv2.invertAffineTransform(transform), first.frame))
     return Verification(len(good), int(inlier_mask.sum()), overlap, _aligned_correlation(first, second, transform))
+
+
+@dataclass(frozen=True)
+class CopyCriteria:
+    """What a verification must reach for the pair to count as a copy (see DedupOptions)."""
+
+    min_inliers: int
+    min_inlier_ratio: float
+    min_appearance: float
+
+    def accepts(self, verification: Verification) -> bool:
+        return (verification.inliers >= self.min_inliers and verification.inlier_ratio >= self.min_inlier_ratio
+                and verification.appearance >= self.min_appearance)
+
+
+def confirm_copy(first: LocalFeatures, second: LocalFeatures, criteria: CopyCriteria) -> Verification | None:
+    """The verification that makes the pair a copy, as is or mirrored (when `second` holds its mirror); None if neither."""
+    verification = verify_pair(first, second)
+    if criteria.accepts(verification):
+        return verification
+    mirror = second.mirrored()
+    if mirror is None:
+        return None
+    verification = replace(verify_pair(first, mirror), mirrored=True)
+    return verification if criteria.accepts(verification) else None
 
 
 def _aligned_correlation(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> float:
