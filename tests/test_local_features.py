@@ -1,5 +1,6 @@
 """Local-feature verification: ORB signatures, geometric agreement of copies, the "local" decision."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ from dedupkit.search.decide import decide_duplicates
 from dedupkit.search.options import DedupOptions
 from dedupkit.signatures.local import (
     APPEARANCE_SIDE,
+    COLOUR_SIDE,
     MAX_KEYPOINTS,
+    MAX_MIRROR_KEYPOINTS,
     THUMBNAIL_SIDE,
     CopyCriteria,
     LocalFeatureStage,
@@ -48,10 +51,13 @@ def test_signature_round_trips_and_is_compact(photos):
     assert 50 <= len(features) <= MAX_KEYPOINTS and features.points.shape == (len(features), 2)
     assert features.frame == (THUMBNAIL_SIDE, 480) and features.appearance.shape == (60, APPEARANCE_SIDE)
     mirror = features.mirrored()
-    assert 50 <= len(mirror) <= MAX_KEYPOINTS and mirror.frame == features.frame
-    assert len(signature) == 10 + 36 * (len(features) + len(mirror)) + 60 * APPEARANCE_SIDE
+    assert len(mirror) == MAX_MIRROR_KEYPOINTS and mirror.frame == features.frame
+    assert features.colour.shape == (30, COLOUR_SIDE, 3)
+    assert len(signature) == 10 + 36 * (len(features) + len(mirror)) + 60 * APPEARANCE_SIDE + 3 * 30 * COLOUR_SIDE
     assert np.array_equal(mirror.appearance, features.appearance[:, ::-1])
+    assert np.array_equal(mirror.colour, features.colour[:, ::-1])
     assert np.array_equal(mirror.mirrored().descriptors, features.descriptors)
+    assert np.array_equal(mirror.mirrored().colour, features.colour)
     assert features.points.min() >= 0 and features.points[:, 0].max() <= 512 and features.points[:, 1].max() <= 480
     small = unpack_orb(orb_signature(photos["fruits"].resize((64, 60), Image.LANCZOS)))
     assert small.frame == (THUMBNAIL_SIDE, 480) and len(small) > 20  # enlarged to one scale, so ORB finds corners
@@ -59,6 +65,8 @@ def test_signature_round_trips_and_is_compact(photos):
     assert unpack_orb(b"").descriptors.shape == (0, 32)
     with pytest.raises(ValueError, match="keypoints its header announces"):
         unpack_orb(signature[:-1])
+    with pytest.raises(ValueError, match="unknown layout"):
+        unpack_orb(np.asarray([0xF11F], "<u2").tobytes() + signature[2:])
 
 
 def test_signatures_without_mirrored_keypoints_still_unpack(photos):
@@ -168,3 +176,39 @@ def test_verification_without_orb_signatures_says_what_to_do(photos):
     table = _table({"a.png": photos["fruits"], "b.png": photos["home"]}, np.eye(2)[[0, 0]]).drop_columns(["sig_orb"])
     with pytest.raises(ValueError, match="no ORB keypoints"):
         decide_duplicates(table, DedupOptions(hash_radius=(), verify_local=True))
+
+
+def _hue_shifted(image: Image.Image, degrees: float, box: tuple[int, int, int, int] | None = None) -> Image.Image:
+    hsv = np.asarray(image.convert("HSV")).copy()
+    region = hsv[box[1]:box[3], box[0]:box[2]] if box else hsv
+    region[..., 0] = (region[..., 0].astype(np.int16) + round(degrees * 256 / 360)) % 256
+    return Image.fromarray(hsv, "HSV").convert("RGB")
+
+
+def test_hue_conflict_tells_a_recoloured_part_from_a_recoloured_copy(photos):
+    fruits = photos["fruits"]
+    criteria = CopyCriteria(min_inliers=15, min_inlier_ratio=0.1, min_appearance=0.9, max_hue_conflict=0.03)
+    original = unpack_orb(orb_signature(fruits))
+    for copy in (_hue_shifted(fruits, 30), fruits.convert("L").convert("RGB")):
+        verification = verify_pair(original, unpack_orb(orb_signature(copy)))
+        assert verification.hue_conflict < 0.01 and criteria.accepts(verification)
+    # The same picture with the colours of its left half turned around: the grey layout
+    # still matches, the colours do not.
+    variant = verify_pair(original, unpack_orb(orb_signature(_hue_shifted(fruits, 180, (0, 0, 256, 480)))))
+    assert variant.inliers >= 50 and variant.appearance > 0.9
+    assert variant.hue_conflict > 0.1 and not criteria.accepts(variant)
+
+
+def test_decision_confirms_a_mirrored_crop_and_not_a_recoloured_part(photos):
+    fruits = photos["fruits"]
+    base, side_a, side_b, side_c = np.eye(4)
+    vectors = np.stack([_unit(base), _unit(base + 0.62 * side_a), _unit(base + 0.62 * side_b), _unit(base + 0.62 * side_c)])
+    images = {"original.png": fruits, "mirrored.jpg": ImageOps.mirror(fruits.crop((30, 20, 480, 460))),
+              "half_recoloured.jpg": _hue_shifted(fruits, 180, (0, 0, 256, 480)), "other.jpg": photos["home"]}
+    table = _table(images, vectors)
+    options = DedupOptions(hash_radius=(), min_appearance=0.9)
+    verdicts = decide_duplicates(table, options)
+    assert verdicts.status == [KEPT, DROPPED, KEPT, KEPT]
+    assert verdicts.dup_kind[1] == "local" and verdicts.keeper_key[1] == "original.png"
+    colour_blind = decide_duplicates(table, replace(options, max_hue_conflict=1.0))
+    assert colour_blind.status == [KEPT, DROPPED, DROPPED, KEPT]

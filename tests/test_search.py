@@ -152,3 +152,20 @@ def test_cosine_pairs_reject_bad_input():
         cosine_pairs(np.zeros((4, 8), dtype=np.float32), 1.5)
     with pytest.raises(ValueError, match="method"):
         cosine_pairs(np.ones((4, 8), dtype=np.float32), 0.9, method="annoy")
+
+
+def test_nearest_per_record_keeps_each_records_nearest_pairs_against_brute_force():
+    rng = np.random.default_rng(3)
+    pairs = cosine_pairs(rng.normal(size=(60, 4)).astype(np.float32), 0.3)
+    assert len(pairs) > 300  # a crowd: many records have far more than `limit` candidates
+    for limit in (1, 3, 10):
+        expected = set()
+        for record in range(60):
+            mine = [(d, k) for k, (i, j, d) in enumerate(zip(pairs.i, pairs.j, pairs.distance)) if record in (i, j)]
+            expected |= {k for _, k in sorted(mine)[:limit]}
+        capped = pairs.nearest_per_record(limit)
+        assert as_set(capped) == {(int(pairs.i[k]), int(pairs.j[k]), float(pairs.distance[k])) for k in expected}
+        assert capped.kind == pairs.kind
+    assert len(Pairs.empty("local").nearest_per_record(5)) == 0
+    with pytest.raises(ValueError, match="at least 1"):
+        pairs.nearest_per_record(0)

@@ -143,7 +143,8 @@ def near_pair_sets(pictures: pa.Table, options: DedupOptions) -> list[Pairs]:
 def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: DedupOptions) -> Pairs:
     """Embedding candidates at the loose `candidate_similarity` whose ORB keypoints agree geometrically.
 
-    The loose search bounds the work: only its pairs are matched.  Matching is not
+    The loose search bounds the work: only its pairs are matched, and of those only each
+    record's `max_candidates_per_record` nearest.  Matching is not
     symmetric (ratio test from one side, appearance warped one way), so a pair is
     checked from both ends, and against each end's mirror for flipped copies.  Distance
     is 1 - inlier ratio (the share of the keypoints in the shared view that match).
@@ -154,9 +155,11 @@ def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: 
     column = SIGNATURE_PREFIX + SIGNATURE_NAME
     if column not in pictures.column_names:
         raise ValueError("the signatures hold no ORB keypoints; rerun the analysis with local verification on")
-    candidates = cosine_pairs(embeddings, options.candidate_similarity, kind="local")
+    candidates = cosine_pairs(embeddings, options.candidate_similarity, kind="local").nearest_per_record(
+        options.max_candidates_per_record)
     signatures = pictures.column(column).to_pylist()
-    criteria = CopyCriteria(options.min_inliers, options.min_inlier_ratio, options.min_appearance)
+    criteria = CopyCriteria(options.min_inliers, options.min_inlier_ratio, options.min_appearance,
+                            options.max_hue_conflict)
     unpacked: dict[int, LocalFeatures] = {}
 
     def features(row: int) -> LocalFeatures:

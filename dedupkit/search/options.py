@@ -42,12 +42,19 @@ class DedupOptions:
     `min_similarity`.  Needs the "orb" signature (dedupkit.signatures.local)."""
     candidate_similarity: float = 0.7
     """Embedding cosine at or above which a pair is a candidate for local verification."""
+    max_candidates_per_record: int = 20
+    """Only a record's nearest candidates (by cosine) are verified: bounds the work to about
+    this many checks per record in crowds of look-alikes (flags, playing cards)."""
     min_inliers: int = 15
     """Keypoint matches one similarity transform must explain for a candidate to be a copy."""
     min_inlier_ratio: float = 0.1
     """...and their share of the keypoints the transform maps inside both frames."""
     min_appearance: float = 0.95
     """...and the correlation of the aligned grey thumbnails (colour-blind, -1..1)."""
+    max_hue_conflict: float = 0.03
+    """...and at most this share of the aligned overlap coloured in both images with hues
+    more than 90 degrees apart (a recoloured copy shifts hues a little; the same drawing
+    in other colours changes some of them completely)."""
 
     @property
     def hash_kinds(self) -> tuple[str, ...]:
