@@ -236,6 +236,12 @@ CandidateSimilarityOption = typer.Option(
 MinInliersOption = typer.Option(
     _DEFAULT_DEDUP.min_inliers, "--min-inliers", help="With --verify-local: keypoint matches one transform must explain."
 )
+FullDecodeOption = typer.Option(
+    False,
+    "--full-decode",
+    help="Analyse every pixel of JPEGs instead of a reduced-scale decode sized for the enabled signatures "
+    "(slower on large photos; perceptual hashes then equal imagededup's bit for bit).",
+)
 ExactOnlyOption = typer.Option(False, "--exact-only", help="Drop exact duplicates only (identical pixels); no near-duplicate search.")
 COPYRIGHT_POLICIES = ("tag", "drop", "prefer-unmarked", "off")
 CopyrightOption = typer.Option(
@@ -269,6 +275,7 @@ def clean(
     workers: int = WorkersOption,
     min_side: int = MinSideOption,
     max_pixels: int = MaxPixelsOption,
+    full_decode: bool = FullDecodeOption,
     image_column: Optional[str] = ImageColumnOption,
     caption_column: Optional[str] = CaptionColumnOption,
     url_column: Optional[str] = UrlColumnOption,
@@ -299,7 +306,7 @@ def clean(
     )
     options = _options(
         output_format, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, dedup,
-        **_copyright_settings(copyright, visible_marks), **_watermark_settings(watermark, key),
+        **_copyright_settings(copyright, visible_marks), **_watermark_settings(watermark, key), fast_decode=not full_decode,
     )
     _run(src, out, options, overwrite)
 
@@ -312,6 +319,7 @@ def dedup(
     workers: int = WorkersOption,
     min_side: int = MinSideOption,
     max_pixels: int = MaxPixelsOption,
+    full_decode: bool = FullDecodeOption,
     image_column: Optional[str] = ImageColumnOption,
     caption_column: Optional[str] = CaptionColumnOption,
     url_column: Optional[str] = UrlColumnOption,
@@ -335,7 +343,7 @@ def dedup(
     copyright = "tag" if keep == "prefer-unmarked" else None
     options = _options(
         None, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, dedup,
-        write_output=False, copyright=copyright, watermark_method=None,
+        write_output=False, copyright=copyright, watermark_method=None, fast_decode=not full_decode,
     )
     _run(src, out, options, overwrite)
 
@@ -348,6 +356,7 @@ def tag(
     workers: int = WorkersOption,
     min_side: int = MinSideOption,
     max_pixels: int = MaxPixelsOption,
+    full_decode: bool = FullDecodeOption,
     image_column: Optional[str] = ImageColumnOption,
     caption_column: Optional[str] = CaptionColumnOption,
     url_column: Optional[str] = UrlColumnOption,
@@ -359,6 +368,7 @@ def tag(
     options = _options(
         None, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, None,
         write_output=False, find_duplicates=False, copyright="tag", visible_marks=visible_marks, watermark_method=None,
+        fast_decode=not full_decode,
     )
     _run(src, out, options, overwrite)
 

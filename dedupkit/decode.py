@@ -35,13 +35,22 @@ class DecodeError(ValueError):
     """A user's record that cannot become pixels; the message is the skip reason."""
 
 
-def open_image(
-    data: bytes, limits: DecodeLimits = DecodeLimits(), draft_side: int | None = None
-) -> tuple[Image.Image, str]:
-    """Open, validate and fully decode `data` into canonical pixels and the stored format.
+@dataclass(frozen=True)
+class Decoded:
+    image: Image.Image
+    """Canonical pixels; smaller than `size` when a JPEG was decoded in draft mode."""
+    format: str
+    """The stored format as Pillow names it (JPEG, PNG, ...)."""
+    size: tuple[int, int]
+    """Width and height the file declares, EXIF orientation applied: the picture's real size."""
 
-    `draft_side`: a JPEG may be decoded at a reduced scale (at least this many pixels a
-    side), for callers that only need a thumbnail; the size checks still judge the
+
+def decode_image(data: bytes, limits: DecodeLimits = DecodeLimits(), draft_side: int | None = None) -> Decoded:
+    """Open, validate and decode `data` into canonical pixels.
+
+    `draft_side`: a JPEG may be decoded at a reduced scale (1/2, 1/4 or 1/8, keeping
+    both sides >= draft_side), several times faster than a full decode, for callers
+    that only need a thumbnail; the size checks and `Decoded.size` still describe the
     declared size.  Raises DecodeError with a one-line reason for anything unusable.
     """
     if not data:
@@ -73,9 +82,11 @@ def open_image(
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
         image.load()
+        drafted_size = image.size
         # In place: the default copies the whole image even when there is nothing to rotate.
         ImageOps.exif_transpose(image, in_place=True)
-        return to_canonical_mode(image), stored_format
+        turned = image.size != drafted_size
+        return Decoded(to_canonical_mode(image), stored_format, (height, width) if turned else (width, height))
     except OSError as exc:
         text = str(exc)
         if "truncated" in text or "image file is truncated" in text or "broken data stream" in text:
@@ -83,6 +94,14 @@ def open_image(
         raise DecodeError(f"corrupt image data: {_short(exc)}") from None
     except Exception as exc:
         raise DecodeError(f"corrupt image data: {_short(exc)}") from None
+
+
+def open_image(
+    data: bytes, limits: DecodeLimits = DecodeLimits(), draft_side: int | None = None
+) -> tuple[Image.Image, str]:
+    """Canonical pixels and stored format of `data` (see decode_image)."""
+    decoded = decode_image(data, limits, draft_side)
+    return decoded.image, decoded.format
 
 
 def to_canonical_mode(image: Image.Image) -> Image.Image:
@@ -136,17 +155,17 @@ def flatten_alpha(image: Image.Image, background=(255, 255, 255)) -> Image.Image
     return canvas
 
 
-def decode_record(record: Record, limits: DecodeLimits = DecodeLimits()) -> Record:
-    """Fill record.image, width, height and image_format, or mark the record skipped."""
+def decode_record(record: Record, limits: DecodeLimits = DecodeLimits(), draft_side: int | None = None) -> Record:
+    """Fill record.image, width, height (the declared size) and image_format, or mark the record skipped."""
     if not record.alive or record.image is not None:
         return record
     try:
-        image, stored_format = open_image(record.data or b"", limits)
+        decoded = decode_image(record.data or b"", limits, draft_side)
     except DecodeError as exc:
         return record.skip(str(exc))
-    record.image = image
-    record.image_format = stored_format
-    record.width, record.height = image.size
+    record.image = decoded.image
+    record.image_format = decoded.format
+    record.width, record.height = decoded.size
     return record
 
 

@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -69,6 +70,11 @@ class CleanOptions:
     """tag (columns only), drop (copyright-marked records dropped), prefer-unmarked, or None (off)."""
     visible_marks: bool = True
     """Score visible marks with the shipped classifier (part of copyright tagging)."""
+    fast_decode: bool = True
+    """Analysis decodes JPEGs at a reduced scale just large enough for the enabled signatures
+    (libjpeg draft mode, several times faster on large photos); False decodes every pixel,
+    which makes the perceptual hashes equal imagededup's bit for bit.  Written images are
+    always decoded in full."""
     watermark_method: str | None = "auto"
     """Invisible watermark for every kept record (auto, stdmDct, dwtDct, dwtDctSvd, rivaGan) or None."""
     watermark_key: str | None = None
@@ -141,25 +147,47 @@ class RunPaths:
 # ----------------------------------------------------------------------------- stages
 
 
+# Pixels a side the perceptual hashes need before their own LANCZOS resize: at 128, 83 %
+# of pHashes of real photos equal the full-decode hash and none differs by more than
+# 6 bits (benchmarks/hash_throughput.py); wHash scales with the image, so it wants more.
+HASH_DECODE_SIDE = 128
+WHASH_DECODE_SIDE = 256
+
+
 def analysis_stages(options: CleanOptions) -> list[Stage]:
-    """Stages of the analysis pass, in order; each adds signatures or columns."""
-    stages: list[Stage] = [DecodeStage(options.limits)]
+    """Stages of the analysis pass, in order; each adds signatures or columns.
+
+    The decode is sized for the most demanding enabled stage (`fast_decode`).
+    """
+    stages: list[Stage] = []
+    sides = [0]
     if options.copyright:
         from dedupkit.copyright import CopyrightStage
 
         stages.append(CopyrightStage(visible_marks=options.visible_marks))
+        if options.visible_marks:
+            from dedupkit.copyright.visible_marks import INPUT_SIZE
+
+            sides.append(INPUT_SIZE)
     dedup = options.dedup if options.find_duplicates else None
     if dedup is not None and dedup.hash_kinds:
         stages.append(HashStage(kinds=dedup.hash_kinds, flip=dedup.flip))
+        sides.append(WHASH_DECODE_SIDE if "whash" in dedup.hash_kinds else HASH_DECODE_SIDE)
     if dedup is not None and dedup.embedder:
         from dedupkit.signatures.embedders import EmbeddingStage  # torch: only when embeddings are wanted
 
-        stages.append(EmbeddingStage(cached_embedder(dedup.embedder)))
+        embedder = cached_embedder(dedup.embedder)
+        stages.append(EmbeddingStage(embedder))
+        sides.append(math.ceil(embedder.image_size / embedder.crop_fraction))
         if dedup.verify_local:
-            from dedupkit.signatures.local import LocalFeatureStage  # OpenCV: only when local verification is on
+            from dedupkit.signatures.local import THUMBNAIL_SIDE, LocalFeatureStage  # OpenCV: only when wanted
 
             stages.append(LocalFeatureStage())
-    return stages
+            sides.append(THUMBNAIL_SIDE)
+    # With no stage needing pixels (exact duplicates only) the decode stays full, so
+    # "identical pixels" means every pixel.
+    draft_side = max(sides) if options.fast_decode and max(sides) else None
+    return [DecodeStage(options.limits, draft_side=draft_side)] + stages
 
 
 @functools.lru_cache(maxsize=2)

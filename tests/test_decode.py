@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dedupkit.decode import DecodeError, DecodeLimits, open_image, pixel_digest
+from dedupkit.decode import DecodeError, DecodeLimits, decode_image, open_image, pixel_digest
 from dedupkit.samples import bad_inputs, encode
 
 
@@ -72,3 +72,24 @@ def test_same_pixels_in_png_and_bmp_share_a_digest(real_photo):
 def test_opaque_alpha_channel_does_not_change_identity(real_photo):
     rgba = real_photo.convert("RGBA")
     assert pixel_digest(open_image(encode(rgba, "PNG"))[0]) == pixel_digest(open_image(encode(real_photo, "PNG"))[0])
+
+
+def test_draft_decode_is_smaller_but_reports_the_declared_size(cases, real_photo):
+    big = real_photo.resize((1024, 768))
+    decoded = decode_image(encode(big, "JPEG", quality=90), draft_side=192)
+    assert decoded.size == (1024, 768)
+    assert decoded.image.size == (256, 192)  # libjpeg's 1/4 scale: both sides stay >= draft_side
+    assert decode_image(encode(big, "JPEG", quality=90), draft_side=256).image.size == (512, 384)
+    assert decode_image(encode(big, "JPEG", quality=90)).image.size == (1024, 768)
+    # A PNG has no reduced-scale decode: draft_side leaves it whole.
+    assert decode_image(encode(big, "PNG"), draft_side=256).image.size == (1024, 768)
+
+
+def test_draft_decode_of_a_sideways_jpeg_reports_the_upright_size(real_photo):
+    upright = real_photo.resize((1024, 768))
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    data = encode(upright.rotate(-90, expand=True), "JPEG", quality=92, exif=exif)
+    decoded = decode_image(data, draft_side=128)
+    assert decoded.size == (1024, 768)
+    assert decoded.image.size[0] > decoded.image.size[1]

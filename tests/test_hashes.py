@@ -15,7 +15,8 @@ from PIL import Image
 from dedupkit.decode import flatten_alpha, open_image
 from dedupkit.records import Record
 from dedupkit.samples import encode, openclipart_drawings, opencv_photos
-from dedupkit.signatures import HASH_KINDS, HashStage, hash_images, hash_to_hex, hashes_from_column, open_for_hashing
+from dedupkit.pipeline import HASH_DECODE_SIDE
+from dedupkit.signatures import HASH_KINDS, HashStage, hash_images, hash_to_hex, hashes_from_column
 
 IMAGEDEDUP = {"phash": PHash, "dhash": DHash, "whash": WHash, "ahash": AHash}
 
@@ -108,12 +109,12 @@ def test_flip_hash_is_the_hash_of_the_mirrored_image(photo_files):
     assert list(hashes["phash_flip"]) == list(mirrored_phash)
 
 
-def test_draft_decode_is_smaller_and_close_to_exact():
+def test_pipeline_draft_decode_is_smaller_and_close_to_exact():
     coffee = Image.fromarray(skimage.data.coffee()).resize((1600, 1000), Image.BICUBIC)
     data = encode(coffee, "JPEG", quality=90)
-    draft = open_for_hashing(data, draft_side=128)
+    draft = open_image(data, draft_side=HASH_DECODE_SIDE)[0]
     assert draft.size == (400, 250)  # 1/4 scale: 1/8 would make the short side 125 < 128
-    exact = hash_images([open_for_hashing(data)], HASH_KINDS)
+    exact = hash_images([open_image(data)[0]], HASH_KINDS)
     approximate = hash_images([draft], HASH_KINDS)
     for kind in HASH_KINDS:
         assert hamming(exact[kind][0], approximate[kind][0]) <= 6

@@ -272,3 +272,23 @@ def test_help_is_complete(command):
             assert option in result.stdout
     elif not command:
         assert "clean" in result.stdout and "dedup" in result.stdout
+
+
+def test_reduced_scale_analysis_keeps_declared_sizes_and_decisions(tmp_path, real_photo):
+    large = real_photo.resize((1536, 1152), Image.Resampling.LANCZOS)
+    src = write_folder(
+        tmp_path / "src",
+        {"a_small.jpg": jpeg(large.resize((640, 480)), quality=90), "b_large.jpg": jpeg(large, quality=90),
+         "c_other.png": png(real_photo.rotate(90, expand=True))},
+    )
+    options = CleanOptions(dedup=DedupOptions(embedder=None, hash_radius=(("phash", 6),)), **PLAIN)
+    run_clean(str(src), tmp_path / "fast", options)
+    run_clean(str(src), tmp_path / "full", CleanOptions(dedup=options.dedup, fast_decode=False, **PLAIN))
+    fast, full = ({row["key"]: row for row in manifest(tmp_path / run)} for run in ("fast", "full"))
+    for rows in (fast, full):
+        assert (rows["b_large.jpg"]["width"], rows["b_large.jpg"]["height"]) == (1536, 1152)
+        assert (rows["a_small.jpg"]["width"], rows["a_small.jpg"]["height"]) == (640, 480)
+        assert rows["b_large.jpg"]["status"] == "kept" and rows["c_other.png"]["status"] == "kept"
+        assert rows["a_small.jpg"]["status"] == "dropped" and rows["a_small.jpg"]["keeper_key"] == "b_large.jpg"
+    # The written copy is the original file, whatever scale the analysis decoded at.
+    assert (tmp_path / "fast" / "data" / "b_large.jpg").read_bytes() == (src / "b_large.jpg").read_bytes()

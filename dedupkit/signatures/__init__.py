@@ -1,7 +1,7 @@
 """Signatures for near-duplicate search: perceptual hashes, embeddings, binary codes."""
 
 from dedupkit.signatures.columns import codes_from_column, embeddings_from_column, hashes_from_column
-from dedupkit.signatures.hashes import HASH_KINDS, HashStage, hash_images, hash_to_hex, open_for_hashing
+from dedupkit.signatures.hashes import HASH_KINDS, HashStage, hash_images, hash_to_hex
 
 __all__ = [
     "HASH_KINDS",
@@ -11,5 +11,4 @@ __all__ = [
     "hash_images",
     "hash_to_hex",
     "hashes_from_column",
-    "open_for_hashing",
 ]

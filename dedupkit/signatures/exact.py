@@ -21,11 +21,17 @@ PIXELS = "pixels"
 
 
 class DecodeStage:
-    """Decode each record once; byte-identical records share the earlier decode."""
+    """Decode each record once; byte-identical records share the earlier decode.
 
-    def __init__(self, limits: DecodeLimits = DecodeLimits(), recent: int = 64):
+    `draft_side`: JPEGs are decoded at a reduced scale that keeps both sides at least
+    this long (see decode.decode_image); None decodes every pixel.  The pixel digest
+    then identifies the picture at that scale, the same for identical files.
+    """
+
+    def __init__(self, limits: DecodeLimits = DecodeLimits(), recent: int = 64, draft_side: int | None = None):
         self.limits = limits
         self.recent = recent
+        self.draft_side = draft_side
         self._by_bytes: OrderedDict[str, tuple] = OrderedDict()
 
     def __call__(self, records: Iterator[Record]) -> Iterator[Record]:
@@ -39,14 +45,15 @@ class DecodeStage:
         seen = self._by_bytes.get(digest_of_bytes)
         if seen is not None:
             self._by_bytes.move_to_end(digest_of_bytes)
-            record.image, record.image_format, record.signatures[PIXELS] = seen
-            record.width, record.height = record.image.size
+            record.image, record.image_format, record.width, record.height, record.signatures[PIXELS] = seen
             return
-        decode_record(record, self.limits)
+        decode_record(record, self.limits, self.draft_side)
         if not record.alive:
             return
         record.signatures[PIXELS] = pixel_digest(record.image)
-        self._by_bytes[digest_of_bytes] = (record.image, record.image_format, record.signatures[PIXELS])
+        self._by_bytes[digest_of_bytes] = (
+            record.image, record.image_format, record.width, record.height, record.signatures[PIXELS]
+        )
         if len(self._by_bytes) > self.recent:
             self._by_bytes.popitem(last=False)
 

@@ -22,13 +22,12 @@ flattened image, not of the file.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pywt
-from PIL import Image, ImageOps
+from PIL import Image
 from scipy.fftpack import dct
 
 from dedupkit.decode import flatten_alpha
@@ -129,26 +128,6 @@ def hash_images(
         if flip:
             result[kind + FLIP_SUFFIX] = pack_bits(_BITS[kind](np.ascontiguousarray(gray[:, :, ::-1])))
     return result
-
-
-def open_for_hashing(data: bytes, draft_side: int | None = None) -> Image.Image:
-    """Decode image bytes to RGB for hashing; with `draft_side`, let libjpeg downscale.
-
-    JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale (keeping both sides >=
-    `draft_side`), which is several times faster than a full decode but changes
-    the pixels the LANCZOS resize sees, so some hash bits differ from imagededup's;
-    benchmarks/hash_throughput.py measures how many.  Non-JPEG data decodes in full.
-    """
-    image = Image.open(io.BytesIO(data))
-    if draft_side and image.format == "JPEG":
-        image.draft("RGB", (draft_side, draft_side))
-    image.load()
-    image = ImageOps.exif_transpose(image) or image  # as decode.open_image does
-    if image.mode == "RGBA":
-        return flatten_alpha(image)
-    if image.mode in ("LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        return flatten_alpha(image.convert("RGBA"))
-    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 @dataclass
