@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 import time
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -108,13 +112,13 @@ def _print_summary(summary: dict, out: Path) -> None:
     )
 
 
-def _run(src: str, out: Path, options, overwrite: bool) -> None:
+def _run(src: str, out: Path, options, reading: "_Reading") -> None:
     from dedupkit.pipeline import RunError, run_clean
 
     progress = _RichProgress()
     try:
         with progress.bar:
-            summary = run_clean(src, out, options, progress.as_callbacks(), overwrite=overwrite)
+            summary = run_clean(src, out, options, progress.as_callbacks(), overwrite=reading.overwrite)
     except (SourceError, RunError) as exc:
         _fail(str(exc))
     _print_summary(summary, out)
@@ -168,43 +172,89 @@ def _watermark_settings(method: str, key: str | None) -> dict:
     return {"watermark_method": None if method == "none" else method, "watermark_key": key}
 
 
-def _options(
-    output_format, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column,
-    dedup=None, write_output=True, **stages,
-):
+def _options(reading: "_Reading", output_format=None, dedup=None, write_output=True, **stages):
     from dedupkit.pipeline import CleanOptions
 
-    if workers < 1:
+    if reading.workers < 1:
         _fail("--workers must be at least 1")
-    if shard_size < 1:
+    if reading.shard_size < 1:
         _fail("--shard-size must be at least 1")
     return CleanOptions(
         output_format=output_format,
-        shard_size=shard_size,
-        workers=workers,
+        shard_size=reading.shard_size,
+        workers=reading.workers,
         write_output=write_output,
         dedup=dedup,
         **stages,
-        limits=DecodeLimits(min_side=min_side, max_pixels=max_pixels),
+        limits=DecodeLimits(min_side=reading.min_side, max_pixels=reading.max_pixels),
         source=SourceOptions(
-            files_per_unit=shard_size,
-            columns=ParquetColumns(image=image_column, caption=caption_column, url=url_column, key=key_column),
+            files_per_unit=reading.shard_size,
+            columns=ParquetColumns(
+                image=reading.image_column, caption=reading.caption_column, url=reading.url_column, key=reading.key_column
+            ),
         ),
     )
 
 
-# Options shared by the commands that read a dataset.
 WorkersOption = typer.Option(1, "--workers", "-w", help="Worker processes; each takes whole input shards.")
-ShardSizeOption = typer.Option(1000, "--shard-size", help="Records per output shard (and per folder work unit).")
-MinSideOption = typer.Option(16, "--min-side", help="Skip images whose shorter side is below this many pixels.")
-MaxPixelsOption = typer.Option(
-    DecodeLimits().max_pixels, "--max-pixels", help="Skip images whose header declares more pixels (decompression bombs)."
-)
-ImageColumnOption = typer.Option(None, "--image-column", help="Parquet / hf: the image column (default: detected).")
-CaptionColumnOption = typer.Option(None, "--caption-column", help="Parquet / hf: the caption column (default: detected).")
-UrlColumnOption = typer.Option(None, "--url-column", help="Parquet / hf: the source URL column (default: detected).")
-KeyColumnOption = typer.Option(None, "--key-column", help="Parquet / hf: the record key column (default: detected).")
-OverwriteOption = typer.Option(False, "--overwrite", help="Delete what OUT holds and start over instead of resuming.")
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """Options of every command that reads a dataset (declared once, added by `_reads_a_dataset`)."""
+
+    shard_size: int
+    workers: int
+    min_side: int
+    max_pixels: int
+    image_column: Optional[str]
+    caption_column: Optional[str]
+    url_column: Optional[str]
+    key_column: Optional[str]
+    overwrite: bool
+
+
+_READING_OPTIONS = {
+    "shard_size": (int, typer.Option(1000, "--shard-size", help="Records per output shard (and per folder work unit).")),
+    "workers": (int, WorkersOption),
+    "min_side": (int, typer.Option(16, "--min-side", help="Skip images whose shorter side is below this many pixels.")),
+    "max_pixels": (int, typer.Option(
+        DecodeLimits().max_pixels, "--max-pixels", help="Skip images whose header declares more pixels (decompression bombs)."
+    )),
+    "image_column": (Optional[str], typer.Option(None, "--image-column", help="Parquet / hf: the image column (default: detected).")),
+    "caption_column": (Optional[str], typer.Option(
+        None, "--caption-column", help="Parquet / hf: the caption column (default: detected)."
+    )),
+    "url_column": (Optional[str], typer.Option(None, "--url-column", help="Parquet / hf: the source URL column (default: detected).")),
+    "key_column": (Optional[str], typer.Option(None, "--key-column", help="Parquet / hf: the record key column (default: detected).")),
+    "overwrite": (bool, typer.Option(False, "--overwrite", help="Delete what OUT holds and start over instead of resuming.")),
+}
+
+
+def _reads_a_dataset(command):
+    """Give `command` the dataset-reading options; it receives them as `reading: _Reading`.
+
+    Typer builds options from the signature, so the wrapper's signature is the
+    command's own parameters followed by the shared ones.
+    """
+    own = [p for name, p in inspect.signature(command).parameters.items() if name != "reading"]
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+        for name, (kind, option) in _READING_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def with_reading(**arguments):
+        reading = _Reading(**{name: arguments.pop(name) for name in _READING_OPTIONS})
+        return command(reading=reading, **arguments)
+
+    with_reading.__signature__ = inspect.Signature(own + shared)
+    with_reading.__annotations__ = typing.get_type_hints(command) | {
+        name: kind for name, (kind, _) in _READING_OPTIONS.items()
+    }
+    return with_reading
+
+
 HashOption = typer.Option(
     [f"{kind}:{bits}" for kind, bits in _DEFAULT_DEDUP.hash_radius],
     "--hash",
@@ -265,21 +315,14 @@ KeyOption = typer.Option(
 
 
 @app.command()
+@_reads_a_dataset
 def clean(
     src: str = typer.Argument(..., help=SRC_HELP),
     out: Path = typer.Argument(..., help="Output folder: data/, manifest.parquet, summary.json. A rerun resumes."),
     output_format: Optional[str] = typer.Option(
         None, "--format", "-f", help="Output format: folder, webdataset or parquet (default: the source's)."
     ),
-    shard_size: int = ShardSizeOption,
-    workers: int = WorkersOption,
-    min_side: int = MinSideOption,
-    max_pixels: int = MaxPixelsOption,
     full_decode: bool = FullDecodeOption,
-    image_column: Optional[str] = ImageColumnOption,
-    caption_column: Optional[str] = CaptionColumnOption,
-    url_column: Optional[str] = UrlColumnOption,
-    key_column: Optional[str] = KeyColumnOption,
     hashes: list[str] = HashOption,
     flip: bool = FlipOption,
     embedder: str = EmbedderOption,
@@ -293,7 +336,7 @@ def clean(
     visible_marks: bool = VisibleMarksOption,
     watermark: str = WatermarkMethodOption,
     key: Optional[str] = KeyOption,
-    overwrite: bool = OverwriteOption,
+    reading: _Reading = None,
 ) -> None:
     """Stream SRC, drop duplicates, tag copyright, watermark the kept records into OUT/data; account for every record.
 
@@ -305,25 +348,18 @@ def clean(
         hashes, flip, embedder, min_similarity, keep, exact_only, verify_local, candidate_similarity, min_inliers
     )
     options = _options(
-        output_format, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, dedup,
+        reading, output_format, dedup,
         **_copyright_settings(copyright, visible_marks), **_watermark_settings(watermark, key), fast_decode=not full_decode,
     )
-    _run(src, out, options, overwrite)
+    _run(src, out, options, reading)
 
 
 @app.command()
+@_reads_a_dataset
 def dedup(
     src: str = typer.Argument(..., help=SRC_HELP),
     out: Path = typer.Argument(..., help="Output folder for manifest.parquet, signatures/ and summary.json."),
-    shard_size: int = ShardSizeOption,
-    workers: int = WorkersOption,
-    min_side: int = MinSideOption,
-    max_pixels: int = MaxPixelsOption,
     full_decode: bool = FullDecodeOption,
-    image_column: Optional[str] = ImageColumnOption,
-    caption_column: Optional[str] = CaptionColumnOption,
-    url_column: Optional[str] = UrlColumnOption,
-    key_column: Optional[str] = KeyColumnOption,
     hashes: list[str] = HashOption,
     flip: bool = FlipOption,
     embedder: str = EmbedderOption,
@@ -333,7 +369,7 @@ def dedup(
     candidate_similarity: float = CandidateSimilarityOption,
     min_inliers: int = MinInliersOption,
     exact_only: bool = ExactOnlyOption,
-    overwrite: bool = OverwriteOption,
+    reading: _Reading = None,
 ) -> None:
     """Decide duplicates only: write the manifest (who is a copy of whom), copy no images."""
     dedup = _dedup_options(
@@ -342,62 +378,48 @@ def dedup(
     # Only the stages that decide duplicates: copyright tags only when the keeper policy needs them.
     copyright = "tag" if keep == "prefer-unmarked" else None
     options = _options(
-        None, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, dedup,
+        reading, None, dedup,
         write_output=False, copyright=copyright, watermark_method=None, fast_decode=not full_decode,
     )
-    _run(src, out, options, overwrite)
+    _run(src, out, options, reading)
 
 
 @app.command()
+@_reads_a_dataset
 def tag(
     src: str = typer.Argument(..., help=SRC_HELP),
     out: Path = typer.Argument(..., help="Output folder for manifest.parquet (copyright columns) and summary.json."),
-    shard_size: int = ShardSizeOption,
-    workers: int = WorkersOption,
-    min_side: int = MinSideOption,
-    max_pixels: int = MaxPixelsOption,
     full_decode: bool = FullDecodeOption,
-    image_column: Optional[str] = ImageColumnOption,
-    caption_column: Optional[str] = CaptionColumnOption,
-    url_column: Optional[str] = UrlColumnOption,
-    key_column: Optional[str] = KeyColumnOption,
     visible_marks: bool = VisibleMarksOption,
-    overwrite: bool = OverwriteOption,
+    reading: _Reading = None,
 ) -> None:
     """Tag copyright-marked images only: manifest columns copyright_marked, training_prohibited, rights_holder, copyright_evidence, visible_mark_score. Nothing is dropped or copied."""
     options = _options(
-        None, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, None,
+        reading, None, None,
         write_output=False, find_duplicates=False, copyright="tag", visible_marks=visible_marks, watermark_method=None,
         fast_decode=not full_decode,
     )
-    _run(src, out, options, overwrite)
+    _run(src, out, options, reading)
 
 
 @app.command()
+@_reads_a_dataset
 def watermark(
     src: str = typer.Argument(..., help=SRC_HELP),
     out: Path = typer.Argument(..., help="Output folder: data/ (every readable image marked), watermarks.parquet, manifest.parquet."),
     output_format: Optional[str] = typer.Option(None, "--format", "-f", help="Output format: folder, webdataset or parquet (default: the source's)."),
     method: str = WatermarkMethodOption,
     key: Optional[str] = KeyOption,
-    shard_size: int = ShardSizeOption,
-    workers: int = WorkersOption,
-    min_side: int = MinSideOption,
-    max_pixels: int = MaxPixelsOption,
-    image_column: Optional[str] = ImageColumnOption,
-    caption_column: Optional[str] = CaptionColumnOption,
-    url_column: Optional[str] = UrlColumnOption,
-    key_column: Optional[str] = KeyColumnOption,
-    overwrite: bool = OverwriteOption,
+    reading: _Reading = None,
 ) -> None:
     """Watermark every readable image of SRC into OUT/data (no deduplication); OUT/watermarks.parquet maps each payload to its record."""
     if method == "none":
         _fail("--watermark none makes nothing to do here; choose a method")
     options = _options(
-        output_format, shard_size, workers, min_side, max_pixels, image_column, caption_column, url_column, key_column, None,
+        reading, output_format, None,
         find_duplicates=False, copyright=None, **_watermark_settings(method, key),
     )
-    _run(src, out, options, overwrite)
+    _run(src, out, options, reading)
 
 
 @app.command()
