@@ -152,30 +152,12 @@ def _control_warning(holdout_set: ImageSet | None) -> dict:
     return {"warning": "no held-out real images given: the replica criterion was not checked against a control"}
 
 
-def verify_arms(
-    raw,
-    cleaned,
-    out_dir: str | Path,
-    *,
-    holdout=None,
-    options: VerifyOptions = VerifyOptions(),
-    groups: Sequence[Hashable] | None = None,
-    embed: Embedder | None = None,
-    watermark_detector: WatermarkDetector | None = None,
-    progress: ArmProgress | None = None,
-) -> dict:
-    """`dedupkit verify --raw SRC --cleaned OUT`: train on both, measure copies of the raw data."""
-    return compare_arms(
-        {"raw": raw, "cleaned": cleaned},
-        raw,
-        out_dir,
-        holdout=holdout,
-        options=options,
-        groups=groups,
-        embed=embed,
-        watermark_detector=watermark_detector,
-        progress=progress,
-    )
+def verify_arms(raw, cleaned, out_dir: str | Path, **settings) -> dict:
+    """`dedupkit verify --raw SRC --cleaned OUT`: train on both, measure copies of the raw data.
+
+    `settings` are compare_arms' keyword arguments (holdout, options, groups, embed, ...).
+    """
+    return compare_arms({"raw": raw, "cleaned": cleaned}, raw, out_dir, **settings)
 
 
 def verify_generations(
