@@ -7,7 +7,9 @@
    two ways: its default, which decodes JPEGs at the reduced scale the hashes need
    (libjpeg draft mode; the bit agreement with full-decode hashes is reported), and
    --full-decode, whose hashes equal imagededup's bit for bit (checked here).
-2. Embedding: images/s of EmbeddingStage (preprocessing from decoded PIL images,
+2. Analysis: the whole default analysis pass on large (~3000 px) JPEGs, the default
+   reduced-scale decode against --full-decode.
+3. Embedding: images/s of EmbeddingStage (preprocessing from decoded PIL images,
    batched forward, float16 + binary codes) against the bare model forward on
    tensors prepared beforehand.
 
@@ -267,14 +269,51 @@ def embedding_benchmark(count: int, repeats: int, batch_size: int) -> dict:
     }
 
 
+def analysis_benchmark(count: int, repeats: int) -> dict:
+    """The whole default analysis pass (`dedupkit dedup`: decode, hashes, embedding, local
+    features, copyright tags) on large camera-sized JPEGs, reduced-scale decode vs --full-decode."""
+    from dedupkit.pipeline import CleanOptions, run_clean
+
+    photos = source_photos()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "large"
+        folder.mkdir()
+        for index in range(count):
+            photo = photos[index % len(photos)]
+            scale = 3000 / max(photo.size)
+            photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.BICUBIC).save(
+                folder / f"{index:03d}.jpg", "JPEG", quality=90
+            )
+        runs = {"default": CleanOptions(write_output=False, watermark_method=None),
+                "full_decode": CleanOptions(write_output=False, watermark_method=None, fast_decode=False)}
+        seconds = {name: [] for name in runs}
+        for repeat in range(repeats):
+            for name, options in runs.items():
+                summary = run_clean(str(folder), Path(tmp) / f"{name}-{repeat}", options)
+                seconds[name].append(summary["timings"]["analyse_s"])
+        rate = {name: count / min(values) for name, values in seconds.items()}
+    ratio = rate["default"] / rate["full_decode"]
+    print(f"\nanalysis pass on {count} JPEGs of ~3000 px, images/s:")
+    for name, value in rate.items():
+        print(f"  {name:28s} {value:8.2f}")
+    print(f"  default / --full-decode      {ratio:8.2f}x")
+    return {
+        "images": count,
+        "long_side": 3000,
+        "images_per_second": {name: round(value, 2) for name, value in rate.items()},
+        "default_over_full_decode": round(ratio, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=300, help="JPEGs in the hashing folder")
     parser.add_argument("--embed-images", type=int, default=96)
+    parser.add_argument("--analysis-images", type=int, default=40, help="large JPEGs for the analysis-pass comparison")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--parts", default="hashing,embedding", help="which comparisons to run; the JSON keeps the others' last results"
+        "--parts", default="hashing,analysis,embedding", help="which comparisons to run; the JSON keeps the others' last results"
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -288,6 +327,8 @@ def main() -> None:
     }
     if "hashing" in parts:
         result["hashing"] = hashing_benchmark(args.images, args.repeats) | {"machine": machine}
+    if "analysis" in parts:
+        result["analysis"] = analysis_benchmark(args.analysis_images, args.repeats) | {"machine": machine}
     if "embedding" in parts:
         result["embedding"] = embedding_benchmark(args.embed_images, args.repeats, args.batch_size) | {"machine": machine}
     machine["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
