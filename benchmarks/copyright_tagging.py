@@ -11,6 +11,9 @@
    rate, the false-positive rate on clean held-out real images, per mark style, raw
    and after a JPEG round trip, and the held-out clean sources that score near or
    above the 2 % point (some of them show printed text as part of the scene).
+   One held-out "clean" photo carries a real visible watermark (REAL_MARKED_CLEAN_SOURCES):
+   its crops are left out of the clean set, and the numbers with them counted clean
+   (as reported before that correction) are given beside the headline ones.
 5. Cost: metadata tagging time as a share of the per-image decode time (the peer
    measured in the same run), and the visible-mark score's time per image.
 
@@ -194,6 +197,20 @@ def measure_text_rules(rng: random.Random, count: int) -> dict:
     return {"captions": captions, "urls": urls, "noai_directives": directives}
 
 
+REAL_MARKED_CLEAN_SOURCES = {
+    "opencv:messi5.jpg": "a real visible watermark: the 'W WEEKmedia' logo in the bottom right corner",
+}
+"""Held-out 'clean' sources that carry a real visible mark.  Their crops are left out of the
+clean set of the headline numbers (a crop may or may not keep the mark, so they are not
+counted as positives either); the numbers with them counted clean are reported beside."""
+
+TEXT_CONTENT_SOURCES = ("opencv:imageTextN.png", "opencv:imageTextR.png", "opencv:notes.png", "opencv:cards.png")
+"""Held-out clean sources whose content is printed text or printed symbols (book pages, a
+handwritten note, playing cards).  They carry no mark and stay clean negatives in the
+headline numbers; the numbers without them are reported only to show how much of the
+false-positive budget they take."""
+
+
 def measure_visible_marks(count: int, seed: int) -> dict:
     from dedupkit.copyright.visible_marks import VisibleMarkScorer
 
@@ -208,8 +225,14 @@ def measure_visible_marks(count: int, seed: int) -> dict:
         mark, style = draw_visible_mark(rng, other, "holdout")
         marked.append(mark)
         styles.append(style)
-    results = {"clean_images": count, "marked_images": count, "threshold": scorer.threshold,
-               "trained": scorer.training_summary}
+    truly_clean = np.array([source not in REAL_MARKED_CLEAN_SOURCES for source in clean_sources])
+    without_text = truly_clean & np.array([source not in TEXT_CONTENT_SOURCES for source in clean_sources])
+    results = {"marked_images": count, "clean_images_drawn": count,
+               "clean_images": int(truly_clean.sum()),
+               "clean_sources_left_out_as_really_marked": {
+                   source: {"why": why, "crops": clean_sources.count(source)}
+                   for source, why in REAL_MARKED_CLEAN_SOURCES.items()},
+               "threshold": scorer.threshold, "trained": scorer.training_summary}
     for condition in ("lossless", "jpeg_q70_95"):
         if condition == "lossless":
             clean_in, marked_in = clean, marked
@@ -220,13 +243,28 @@ def measure_visible_marks(count: int, seed: int) -> dict:
         clean_scores = scorer.score(clean_in)
         marked_scores = scorer.score(marked_in)
         seconds_per_image = (time.perf_counter() - started) / (2 * count)
-        results[condition] = visible_mark_metrics(clean_scores, marked_scores, styles, scorer.threshold)
-        near = 0.9 * results[condition]["threshold_for_fpr_2pct"]
-        results[condition]["clean_sources_scoring_near_or_above_2pct_point"] = [
+        result = visible_mark_metrics(clean_scores[truly_clean], marked_scores, styles, scorer.threshold)
+        result["with_real_marked_sources_counted_clean"] = visible_mark_summary(
+            visible_mark_metrics(clean_scores, marked_scores, styles, scorer.threshold))
+        result["without_text_content_sources"] = visible_mark_summary(
+            visible_mark_metrics(clean_scores[without_text], marked_scores, styles, scorer.threshold))
+        result["without_text_content_sources"]["clean_images"] = int(without_text.sum())
+        near = 0.9 * result["threshold_for_fpr_2pct"]
+        result["clean_sources_scoring_near_or_above_2pct_point"] = [
             [source, round(float(score), 4)] for score, source in sorted(zip(clean_scores, clean_sources), reverse=True)
             if score >= near]
-        results[condition]["seconds_per_image"] = round(seconds_per_image, 4)
+        result["seconds_per_image"] = round(seconds_per_image, 4)
+        results[condition] = result
     return results
+
+
+def visible_mark_summary(metrics: dict) -> dict:
+    """The headline figures of visible_mark_metrics, per style at 2 % FPR."""
+    summary = {key: metrics[key] for key in ("recall_at_threshold", "fpr_at_threshold", "recall_at_fpr_2pct",
+                                             "fpr_at_that_threshold", "roc_auc")}
+    summary["per_style_recall_at_fpr_2pct"] = {style: values["recall_at_fpr_2pct"]
+                                               for style, values in metrics["per_style"].items()}
+    return summary
 
 
 def visible_mark_metrics(clean: np.ndarray, marked: np.ndarray, styles: list[str], threshold: float) -> dict:
