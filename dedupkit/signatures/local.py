@@ -223,14 +223,18 @@ class Verification:
         return min(1.0, self.inliers / self.overlap) if self.overlap else 0.0
 
 
-def verify_pair(first: LocalFeatures, second: LocalFeatures) -> Verification:
-    """Match two unpacked ORB signatures and count the matches one similarity transform explains."""
+def verify_pair(first: LocalFeatures, second: LocalFeatures, min_matches: int = 3) -> Verification:
+    """Match two unpacked ORB signatures and count the matches one similarity transform explains.
+
+    With fewer than `min_matches` ratio-test matches (3 at least) no transform is fitted:
+    RANSAC costs most on the pairs that cannot reach a caller's minimum of inliers anyway.
+    """
     if len(first) < 2 or len(second) < 2:
         return Verification(0, 0, 0)
     knn = _matcher().knnMatch(first.descriptors, second.descriptors, k=2)
     good = [m[0] for m in knn if len(m) == 2 and m[0].distance <= MAX_DESCRIPTOR_DISTANCE
             and m[0].distance < MATCH_RATIO * m[1].distance]
-    if len(good) < 3:
+    if len(good) < max(3, min_matches):
         return Verification(len(good), 0, 0)
     source = first.points[[m.queryIdx for m in good]]
     target = second.points[[m.trainIdx for m in good]]
@@ -263,13 +267,13 @@ class CopyCriteria:
 
 def confirm_copy(first: LocalFeatures, second: LocalFeatures, criteria: CopyCriteria) -> Verification | None:
     """The verification that makes the pair a copy, as is or mirrored (when `second` holds its mirror); None if neither."""
-    verification = verify_pair(first, second)
+    verification = verify_pair(first, second, criteria.min_inliers)
     if criteria.accepts(verification):
         return verification
     mirror = second.mirrored()
     if mirror is None:
         return None
-    verification = replace(verify_pair(first, mirror), mirrored=True)
+    verification = replace(verify_pair(first, mirror, criteria.min_inliers), mirrored=True)
     return verification if criteria.accepts(verification) else None
 
 
