@@ -38,8 +38,9 @@ system-packages:
 	fi
 
 # The planted-duplicates list lies beside the sample, not in it: every file in it is a record.
+# A rebuilt sample is new input: the previous demo output no longer describes it.
 $(SAMPLE).planted.json: $(INSTALLED)
-	rm -rf $(SAMPLE)
+	rm -rf $(SAMPLE) $(SAMPLE_OUT)
 	$(PY) scripts/make_sample_data.py $(SAMPLE)
 
 clean-demo:
