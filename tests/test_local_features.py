@@ -210,5 +210,6 @@ def test_decision_confirms_a_mirrored_crop_and_not_a_recoloured_part(photos):
     verdicts = decide_duplicates(table, options)
     assert verdicts.status == [KEPT, DROPPED, KEPT, KEPT]
     assert verdicts.dup_kind[1] == "local" and verdicts.keeper_key[1] == "original.png"
+    assert decide_duplicates(table, replace(options, flip=False)).status == [KEPT, KEPT, KEPT, KEPT]
     colour_blind = decide_duplicates(table, replace(options, max_hue_conflict=1.0))
     assert colour_blind.status == [KEPT, DROPPED, DROPPED, KEPT]

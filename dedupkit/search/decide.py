@@ -146,7 +146,7 @@ def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: 
     The loose search bounds the work: only its pairs are matched, and of those only each
     record's `max_candidates_per_record` nearest.  Matching is not
     symmetric (ratio test from one side, appearance warped one way), so a pair is
-    checked from both ends, and against each end's mirror for flipped copies.  Distance
+    checked from both ends, and with `flip` against each end's mirror for flipped copies.  Distance
     is 1 - inlier ratio (the share of the keypoints in the shared view that match).
     """
     from dedupkit.signatures.local import (  # OpenCV: only when asked
@@ -169,7 +169,8 @@ def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: 
 
     confirmed, distance = [], []
     for index, (i, j) in enumerate(zip(candidates.i.tolist(), candidates.j.tolist())):
-        verification = confirm_copy(features(i), features(j), criteria) or confirm_copy(features(j), features(i), criteria)
+        verification = (confirm_copy(features(i), features(j), criteria, mirror=options.flip)
+                        or confirm_copy(features(j), features(i), criteria, mirror=options.flip))
         if verification is not None:
             confirmed.append(index)
             distance.append(1.0 - verification.inlier_ratio)

@@ -29,7 +29,8 @@ class DedupOptions:
     hash_radius: tuple[tuple[str, int], ...] = (("phash", 0),)
     """Perceptual hash kinds and the Hamming radius (of 64 bits) under which two images are copies."""
     flip: bool = True
-    """Also match mirrored copies (hash of the mirrored image against the others)."""
+    """Also match mirrored copies (hash of the mirrored image against the others, and
+    local features against the mirrored keypoints)."""
     embedder: str | None = "efficientnet-lite0"
     """Embedding model spec, or None for hashes only."""
     min_similarity: float = 0.97

@@ -265,15 +265,17 @@ class CopyCriteria:
                 and verification.appearance >= self.min_appearance and verification.hue_conflict <= self.max_hue_conflict)
 
 
-def confirm_copy(first: LocalFeatures, second: LocalFeatures, criteria: CopyCriteria) -> Verification | None:
-    """The verification that makes the pair a copy, as is or mirrored (when `second` holds its mirror); None if neither."""
+def confirm_copy(first: LocalFeatures, second: LocalFeatures, criteria: CopyCriteria,
+                 mirror: bool = True) -> Verification | None:
+    """The verification that makes the pair a copy: as is, else (with `mirror`, when `second`
+    holds mirrored keypoints) against `second`'s mirror; None if neither does."""
     verification = verify_pair(first, second, criteria.min_inliers)
     if criteria.accepts(verification):
         return verification
-    mirror = second.mirrored()
-    if mirror is None:
+    mirrored_second = second.mirrored() if mirror else None
+    if mirrored_second is None:
         return None
-    verification = replace(verify_pair(first, mirror, criteria.min_inliers), mirrored=True)
+    verification = replace(verify_pair(first, mirrored_second, criteria.min_inliers), mirrored=True)
     return verification if criteria.accepts(verification) else None
 
 
