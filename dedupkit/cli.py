@@ -128,11 +128,10 @@ _DEFAULT_DEDUP = DedupOptions()
 
 
 def _dedup_options(
-    hashes: list[str], flip: bool, embedder: str, min_similarity: float, keep: str, exact_only: bool,
-    verify_local: bool = _DEFAULT_DEDUP.verify_local,
-    candidate_similarity: float = _DEFAULT_DEDUP.candidate_similarity,
-    min_inliers: int = _DEFAULT_DEDUP.min_inliers,
-):
+    *, hashes: list[str], flip: bool, embedder: str, min_similarity: float, keep: str, verify_local: bool,
+    candidate_similarity: float, min_inliers: int, max_hue_conflict: float, max_candidates_per_record: int,
+    exact_only: bool,
+) -> DedupOptions | None:
     if exact_only:
         return None
     radius = []
@@ -147,6 +146,8 @@ def _dedup_options(
         _fail(f"--keep {keep!r}: use one of {', '.join(KEEP_POLICIES)}")
     if not -1 <= min_similarity <= 1:
         _fail("--min-similarity must lie in [-1, 1]")
+    if max_candidates_per_record < 1:
+        _fail("--max-candidates must be at least 1")
     return DedupOptions(
         hash_radius=tuple(radius),
         flip=flip,
@@ -156,6 +157,8 @@ def _dedup_options(
         verify_local=verify_local,
         candidate_similarity=candidate_similarity,
         min_inliers=min_inliers,
+        max_hue_conflict=max_hue_conflict,
+        max_candidates_per_record=max_candidates_per_record,
     )
 
 
@@ -231,28 +234,34 @@ _READING_OPTIONS = {
 }
 
 
-def _reads_a_dataset(command):
-    """Give `command` the dataset-reading options; it receives them as `reading: _Reading`.
+def _shared_options(parameter: str, table: dict, build):
+    """Decorator: add `table`'s options {name: (type, typer.Option)} to a command, which
+    receives `build(**their values)` as its `parameter` argument.
 
     Typer builds options from the signature, so the wrapper's signature is the
     command's own parameters followed by the shared ones.
     """
-    own = [p for name, p in inspect.signature(command).parameters.items() if name != "reading"]
-    shared = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
-        for name, (kind, option) in _READING_OPTIONS.items()
-    ]
 
-    @functools.wraps(command)
-    def with_reading(**arguments):
-        reading = _Reading(**{name: arguments.pop(name) for name in _READING_OPTIONS})
-        return command(reading=reading, **arguments)
+    def decorate(command):
+        own = [p for name, p in inspect.signature(command).parameters.items() if name != parameter]
+        shared = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+            for name, (kind, option) in table.items()
+        ]
 
-    with_reading.__signature__ = inspect.Signature(own + shared)
-    with_reading.__annotations__ = typing.get_type_hints(command) | {
-        name: kind for name, (kind, _) in _READING_OPTIONS.items()
-    }
-    return with_reading
+        @functools.wraps(command)
+        def with_shared(**arguments):
+            built = build(**{name: arguments.pop(name) for name in table})
+            return command(**{parameter: built}, **arguments)
+
+        with_shared.__signature__ = inspect.Signature(own + shared)
+        with_shared.__annotations__ = typing.get_type_hints(command) | {name: kind for name, (kind, _) in table.items()}
+        return with_shared
+
+    return decorate
+
+
+_reads_a_dataset = _shared_options("reading", _READING_OPTIONS, _Reading)
 
 
 HashOption = typer.Option(
@@ -277,8 +286,8 @@ KeepOption = typer.Option(
 VerifyLocalOption = typer.Option(
     _DEFAULT_DEDUP.verify_local,
     "--verify-local/--no-verify-local",
-    help="Confirm looser embedding candidates with local features (ORB keypoints in one geometric transform): "
-    "catches crops, padding, rotations and overlays.",
+    help="Confirm looser embedding candidates with local features (ORB keypoints in one geometric transform, "
+    "mirrored too with --flip; grey and colour thumbnails that agree): catches crops, flips, padding, rotations and overlays.",
 )
 CandidateSimilarityOption = typer.Option(
     _DEFAULT_DEDUP.candidate_similarity, "--candidate-similarity", help="With --verify-local: embedding cosine from which pairs are checked."
@@ -293,6 +302,29 @@ FullDecodeOption = typer.Option(
     "(slower on large photos; perceptual hashes then equal imagededup's bit for bit).",
 )
 ExactOnlyOption = typer.Option(False, "--exact-only", help="Drop exact duplicates only (identical pixels); no near-duplicate search.")
+_DEDUP_OPTIONS = {
+    "hashes": (list[str], HashOption),
+    "flip": (bool, FlipOption),
+    "embedder": (str, EmbedderOption),
+    "min_similarity": (float, MinSimilarityOption),
+    "keep": (str, KeepOption),
+    "verify_local": (bool, VerifyLocalOption),
+    "candidate_similarity": (float, CandidateSimilarityOption),
+    "min_inliers": (int, MinInliersOption),
+    "max_hue_conflict": (float, typer.Option(
+        _DEFAULT_DEDUP.max_hue_conflict,
+        "--max-hue-conflict",
+        help="With --verify-local: share of the aligned overlap where both images are coloured with hues over 90 "
+        "degrees apart above which a pair is not a copy (a recoloured look-alike); 1 turns the check off.",
+    )),
+    "max_candidates_per_record": (int, typer.Option(
+        _DEFAULT_DEDUP.max_candidates_per_record,
+        "--max-candidates",
+        help="With --verify-local: each record's nearest embedding candidates checked, at most.",
+    )),
+    "exact_only": (bool, ExactOnlyOption),
+}
+_decides_duplicates = _shared_options("duplicates", _DEDUP_OPTIONS, _dedup_options)
 COPYRIGHT_POLICIES = ("tag", "drop", "prefer-unmarked", "off")
 CopyrightOption = typer.Option(
     "tag",
@@ -316,6 +348,7 @@ KeyOption = typer.Option(
 
 @app.command()
 @_reads_a_dataset
+@_decides_duplicates
 def clean(
     src: str = typer.Argument(..., help=SRC_HELP),
     out: Path = typer.Argument(..., help="Output folder: data/, manifest.parquet, summary.json. A rerun resumes."),
@@ -323,20 +356,12 @@ def clean(
         None, "--format", "-f", help="Output format: folder, webdataset or parquet (default: the source's)."
     ),
     full_decode: bool = FullDecodeOption,
-    hashes: list[str] = HashOption,
-    flip: bool = FlipOption,
-    embedder: str = EmbedderOption,
-    min_similarity: float = MinSimilarityOption,
-    keep: str = KeepOption,
-    verify_local: bool = VerifyLocalOption,
-    candidate_similarity: float = CandidateSimilarityOption,
-    min_inliers: int = MinInliersOption,
-    exact_only: bool = ExactOnlyOption,
     copyright: str = CopyrightOption,
     visible_marks: bool = VisibleMarksOption,
     watermark: str = WatermarkMethodOption,
     key: Optional[str] = KeyOption,
     reading: _Reading = None,
+    duplicates: Optional[DedupOptions] = None,
 ) -> None:
     """Stream SRC, drop duplicates, tag copyright, watermark the kept records into OUT/data; account for every record.
 
@@ -344,11 +369,8 @@ def clean(
     skipped with the reason); OUT/summary.json has the counts and timings. The source is
     never modified. Run the same command again after an interruption to resume.
     """
-    dedup = _dedup_options(
-        hashes, flip, embedder, min_similarity, keep, exact_only, verify_local, candidate_similarity, min_inliers
-    )
     options = _options(
-        reading, output_format, dedup,
+        reading, output_format, duplicates,
         **_copyright_settings(copyright, visible_marks), **_watermark_settings(watermark, key), fast_decode=not full_decode,
     )
     _run(src, out, options, reading)
@@ -356,29 +378,19 @@ def clean(
 
 @app.command()
 @_reads_a_dataset
+@_decides_duplicates
 def dedup(
     src: str = typer.Argument(..., help=SRC_HELP),
     out: Path = typer.Argument(..., help="Output folder for manifest.parquet, signatures/ and summary.json."),
     full_decode: bool = FullDecodeOption,
-    hashes: list[str] = HashOption,
-    flip: bool = FlipOption,
-    embedder: str = EmbedderOption,
-    min_similarity: float = MinSimilarityOption,
-    keep: str = KeepOption,
-    verify_local: bool = VerifyLocalOption,
-    candidate_similarity: float = CandidateSimilarityOption,
-    min_inliers: int = MinInliersOption,
-    exact_only: bool = ExactOnlyOption,
     reading: _Reading = None,
+    duplicates: Optional[DedupOptions] = None,
 ) -> None:
     """Decide duplicates only: write the manifest (who is a copy of whom), copy no images."""
-    dedup = _dedup_options(
-        hashes, flip, embedder, min_similarity, keep, exact_only, verify_local, candidate_similarity, min_inliers
-    )
     # Only the stages that decide duplicates: copyright tags only when the keeper policy needs them.
-    copyright = "tag" if keep == "prefer-unmarked" else None
+    copyright = "tag" if duplicates is not None and duplicates.keep == "prefer-unmarked" else None
     options = _options(
-        reading, None, dedup,
+        reading, None, duplicates,
         write_output=False, copyright=copyright, watermark_method=None, fast_decode=not full_decode,
     )
     _run(src, out, options, reading)

@@ -118,3 +118,23 @@ def test_missing_clip_weights_is_one_line_and_writes_nothing(tmp_path, real_thum
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "ViT-B-32" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_dedup_command_options_reach_the_run(tmp_path, real_photo, real_thumbnails):
+    src = write_folder(
+        tmp_path / "src",
+        {"a_marked_large.jpg": with_exif_copyright(real_photo, "Stock Agency Ltd"),
+         "b_plain_small.jpg": jpeg(real_photo.resize((192, 144)), 90), "c_other.jpg": jpeg(real_thumbnails[7])},
+    )
+    out = tmp_path / "out"
+    dedupkit("dedup", str(src), str(out), "--embedder", "none", "--hash", "phash:4", "--keep", "prefer-unmarked",
+             "--max-hue-conflict", "0.5", "--max-candidates", "7", "--shard-size", "2")
+    settings = json.loads((out / ".dedupkit" / "run.json").read_text())["settings"]
+    assert settings["shard_size"] == 2
+    assert settings["dedup"]["hash_radius"] == [["phash", 4]]
+    assert (settings["dedup"]["max_hue_conflict"], settings["dedup"]["max_candidates_per_record"]) == (0.5, 7)
+    assert settings["copyright"] == "tag"  # prefer-unmarked needs the copyright tags
+    manifest = rows(out)
+    assert manifest["b_plain_small.jpg"]["status"] == "kept"
+    assert manifest["a_marked_large.jpg"]["keeper_key"] == "b_plain_small.jpg"
+    assert not (out / "data").exists()
