@@ -152,11 +152,41 @@ def test_training_mix_weights_styles_draws_hard_negatives_and_degrades():
     assert degraded.mode == "RGB" and degraded.width < image.width
 
 
+def test_heads_checkpoint_one_or_several_heads_average_logits():
+    import torch
+
+    from dedupkit.copyright.visible_marks import MarkHead, load_heads
+
+    torch.manual_seed(0)
+    heads = [MarkHead(width=8).eval() for _ in range(2)]
+    maps = (torch.randn(3, 40, 8, 8), torch.randn(3, 112, 4, 4), torch.randn(3, 320, 2, 2))
+    single = load_heads({"state_dict": heads[0].state_dict(), "width": 8})
+    pair = load_heads({"state_dicts": [head.state_dict() for head in heads], "width": 8})
+    with torch.no_grad():
+        first, second = heads[0](*maps), heads[1](*maps)
+        assert torch.allclose(single(*maps), first)
+        assert torch.allclose(pair(*maps), (first + second) / 2) and not torch.allclose(first, second)
+
+
+def test_document_pages_are_dense_ordinary_text_and_take_marks():
+    page, source_id = synthetic_marks.document_image(random.Random(4), "train")
+    again, _ = synthetic_marks.document_image(random.Random(4), "train")
+    assert source_id.startswith("document:") and Path(source_id.split(":", 1)[1]).name in {
+        Path(font).name for font in synthetic_marks.font_split("train")}
+    assert np.array_equal(np.asarray(page), np.asarray(again))
+    ink = (np.asarray(page.convert("L")) < 128).mean(axis=1)
+    assert (ink > 0).mean() > 0.3  # text spread over the page, not one credit line
+    assert not {"copyright", "photo", "licensed", "sample"} & set(synthetic_marks._PROSE)
+    marked, _ = synthetic_marks.draw_visible_mark(random.Random(5), page, "train")
+    assert marked.size == page.size and not np.array_equal(np.asarray(marked), np.asarray(page))
+
+
 @pytest.mark.slow
 def test_training_script_writes_a_loadable_head(tmp_path):
     out = tmp_path / "head.pt"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "train_visible_mark_classifier.py"),
-                    "--train-samples", "32", "--val-samples", "32", "--epochs", "3",
+                    "--train-samples", "32", "--val-samples", "32", "--document-samples", "16",
+                    "--val-document-samples", "16", "--epochs", "3",
                     "--cache-dir", str(tmp_path), "--out", str(out)], check=True, cwd=ROOT)
     trained = VisibleMarkScorer(out)
     image, _ = synthetic_marks.clean_image(random.Random(1), "holdout", size=128)

@@ -296,6 +296,48 @@ def clean_image(rng: random.Random, split: str, size: int = 320,
     return _random_crop(rng, load_photo(source), dims), source.source_id
 
 
+_PROSE = ("the of and to in is that for it as with was on be by this are from at or an which have not "
+          "their has were can all one more been other when who will would there we about into only some "
+          "time these two may then first any like over such our what most after also made many before well "
+          "through where much your way even new because each those people how both between under never "
+          "students course images problems projects camera light colour water river market village table "
+          "method results figure section chapter report measured system model value number small large "
+          "following example however therefore although during without within against among").split()
+"""Ordinary words for printed pages; none of them is a rights notice."""
+
+
+def document_image(rng: random.Random, split: str, size: int = 320) -> tuple[Image.Image, str]:
+    """A printed page: lines of ordinary prose filling the picture, dark on a light paper tone.
+
+    Pages, notes and screenshots are clean pictures whose whole content is text; without
+    them in training, dense text alone would pass for a mark.
+    """
+    aspect = rng.choice((1.0, 4 / 3, 3 / 2, 2.0, 3 / 4))
+    dims = (size, int(size / aspect)) if aspect >= 1 else (int(size * aspect), size)
+    paper = tuple(rng.randint(225, 255) - shade for shade in (0, rng.randint(0, 6), rng.randint(0, 14)))
+    ink = (rng.randint(0, 70),) * 3
+    page = Image.new("RGB", dims, paper)
+    draw = ImageDraw.Draw(page)
+    font_path = rng.choice(font_split(split))
+    line_px = max(7, int(min(dims) * rng.uniform(0.03, 0.07)))
+    font = ImageFont.truetype(font_path, line_px)
+    margin = int(dims[0] * rng.uniform(0.0, 0.08))
+    top = rng.randint(-line_px, line_px)
+    spacing = rng.uniform(1.15, 1.6)
+    while top < dims[1]:
+        line, indent = [], margin + (rng.randint(1, 4) * line_px if rng.random() < 0.1 else 0)
+        while draw.textlength(" ".join(line), font=font) < dims[0] - indent - margin:
+            line.append(rng.choice(_PROSE))
+        text = " ".join(line[:-1]) if rng.random() < 0.85 else " ".join(line[: rng.randint(1, max(1, len(line) - 1))])
+        draw.text((indent, top), text, font=font, fill=ink)
+        top += int(line_px * spacing) * (2 if rng.random() < 0.08 else 1)
+    if rng.random() < 0.3:
+        page = page.rotate(rng.uniform(-4, 4), resample=Image.BICUBIC, fillcolor=paper)
+    if rng.random() < 0.3:
+        page = page.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.9)))
+    return page, f"document:{Path(font_path).name}"
+
+
 # ---------------------------------------------------------------- marks
 
 

