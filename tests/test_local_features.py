@@ -213,3 +213,16 @@ def test_decision_confirms_a_mirrored_crop_and_not_a_recoloured_part(photos):
     assert decide_duplicates(table, replace(options, flip=False)).status == [KEPT, KEPT, KEPT, KEPT]
     colour_blind = decide_duplicates(table, replace(options, max_hue_conflict=1.0))
     assert colour_blind.status == [KEPT, DROPPED, DROPPED, KEPT]
+
+
+def test_transparent_drawing_matches_its_flattened_copy(photos):
+    """Transparent pixels hide a colour (black here) that a flattened copy replaces with white:
+    signatures must see the picture as it looks, as the hashes and the embedding do."""
+    canvas = Image.new("RGBA", (640, 480), (0, 0, 0, 0))
+    canvas.paste(photos["fruits"].resize((320, 240)), (160, 120))
+    flattened = Image.new("RGB", canvas.size, (255, 255, 255))
+    flattened.paste(canvas, mask=canvas.getchannel("A"))
+    criteria = CopyCriteria(**{name: getattr(DedupOptions(), name) for name in
+                               ("min_inliers", "min_inlier_ratio", "min_appearance", "max_hue_conflict")})
+    verification = confirm_copy(unpack_orb(orb_signature(canvas)), unpack_orb(orb_signature(flattened)), criteria)
+    assert verification is not None and verification.appearance > 0.99

@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from dedupkit.decode import flatten_alpha
 from dedupkit.records import Record
 
 SIGNATURE_NAME = "orb"
@@ -103,6 +104,7 @@ def _keypoints(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def orb_signature(image: Image.Image) -> bytes:
     """The packed ORB keypoints of one decoded image and of its mirror (empty bytes for a flat picture)."""
+    image = flatten_alpha(image)  # what transparent pixels hide is not part of the picture
     grey = grey_thumbnail(image)
     descriptors, points = _keypoints(grey)
     if not len(descriptors):
