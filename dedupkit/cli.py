@@ -264,53 +264,44 @@ def _shared_options(parameter: str, table: dict, build):
 _reads_a_dataset = _shared_options("reading", _READING_OPTIONS, _Reading)
 
 
-HashOption = typer.Option(
-    [f"{kind}:{bits}" for kind, bits in _DEFAULT_DEDUP.hash_radius],
-    "--hash",
-    help="Perceptual hash and Hamming radius (of 64 bits) for near duplicates, KIND:BITS; repeat for several "
-    f"(kinds: {', '.join(HASH_KINDS)}), or none.",
-)
-FlipOption = typer.Option(_DEFAULT_DEDUP.flip, "--flip/--no-flip", help="Also catch mirrored copies.")
-EmbedderOption = typer.Option(
-    _DEFAULT_DEDUP.embedder,
-    "--embedder",
-    help="Embedding model for near duplicates a hash misses: efficientnet-lite0 (offline default), "
-    "open_clip:MODEL:TAG_OR_CHECKPOINT (weights from the Hugging Face cache or a local file), or none.",
-)
-MinSimilarityOption = typer.Option(
-    _DEFAULT_DEDUP.min_similarity, "--min-similarity", help="Embedding cosine similarity at or above which images are copies."
-)
-KeepOption = typer.Option(
-    _DEFAULT_DEDUP.keep, "--keep", help=f"Which member of a duplicate cluster is kept: {', '.join(KEEP_POLICIES)}."
-)
-VerifyLocalOption = typer.Option(
-    _DEFAULT_DEDUP.verify_local,
-    "--verify-local/--no-verify-local",
-    help="Confirm looser embedding candidates with local features (ORB keypoints in one geometric transform, "
-    "mirrored too with --flip; grey and colour thumbnails that agree): catches crops, flips, padding, rotations and overlays.",
-)
-CandidateSimilarityOption = typer.Option(
-    _DEFAULT_DEDUP.candidate_similarity, "--candidate-similarity", help="With --verify-local: embedding cosine from which pairs are checked."
-)
-MinInliersOption = typer.Option(
-    _DEFAULT_DEDUP.min_inliers, "--min-inliers", help="With --verify-local: keypoint matches one transform must explain."
-)
 FullDecodeOption = typer.Option(
     False,
     "--full-decode",
     help="Analyse every pixel of JPEGs instead of a reduced-scale decode sized for the enabled signatures "
     "(slower on large photos; perceptual hashes then equal imagededup's bit for bit).",
 )
-ExactOnlyOption = typer.Option(False, "--exact-only", help="Drop exact duplicates only (identical pixels); no near-duplicate search.")
 _DEDUP_OPTIONS = {
-    "hashes": (list[str], HashOption),
-    "flip": (bool, FlipOption),
-    "embedder": (str, EmbedderOption),
-    "min_similarity": (float, MinSimilarityOption),
-    "keep": (str, KeepOption),
-    "verify_local": (bool, VerifyLocalOption),
-    "candidate_similarity": (float, CandidateSimilarityOption),
-    "min_inliers": (int, MinInliersOption),
+    "hashes": (list[str], typer.Option(
+        [f"{kind}:{bits}" for kind, bits in _DEFAULT_DEDUP.hash_radius],
+        "--hash",
+        help="Perceptual hash and Hamming radius (of 64 bits) for near duplicates, KIND:BITS; repeat for several "
+        f"(kinds: {', '.join(HASH_KINDS)}), or none.",
+    )),
+    "flip": (bool, typer.Option(_DEFAULT_DEDUP.flip, "--flip/--no-flip", help="Also catch mirrored copies.")),
+    "embedder": (str, typer.Option(
+        _DEFAULT_DEDUP.embedder,
+        "--embedder",
+        help="Embedding model for near duplicates a hash misses: efficientnet-lite0 (offline default), "
+        "open_clip:MODEL:TAG_OR_CHECKPOINT (weights from the Hugging Face cache or a local file), or none.",
+    )),
+    "min_similarity": (float, typer.Option(
+        _DEFAULT_DEDUP.min_similarity, "--min-similarity", help="Embedding cosine similarity at or above which images are copies."
+    )),
+    "keep": (str, typer.Option(
+        _DEFAULT_DEDUP.keep, "--keep", help=f"Which member of a duplicate cluster is kept: {', '.join(KEEP_POLICIES)}."
+    )),
+    "verify_local": (bool, typer.Option(
+        _DEFAULT_DEDUP.verify_local,
+        "--verify-local/--no-verify-local",
+        help="Confirm looser embedding candidates with local features (ORB keypoints in one geometric transform, "
+        "mirrored too with --flip; grey and colour thumbnails that agree): catches crops, flips, padding, rotations and overlays.",
+    )),
+    "candidate_similarity": (float, typer.Option(
+        _DEFAULT_DEDUP.candidate_similarity, "--candidate-similarity", help="With --verify-local: embedding cosine from which pairs are checked."
+    )),
+    "min_inliers": (int, typer.Option(
+        _DEFAULT_DEDUP.min_inliers, "--min-inliers", help="With --verify-local: keypoint matches one transform must explain."
+    )),
     "max_hue_conflict": (float, typer.Option(
         _DEFAULT_DEDUP.max_hue_conflict,
         "--max-hue-conflict",
@@ -322,7 +313,9 @@ _DEDUP_OPTIONS = {
         "--max-candidates",
         help="With --verify-local: each record's nearest embedding candidates checked, at most.",
     )),
-    "exact_only": (bool, ExactOnlyOption),
+    "exact_only": (bool, typer.Option(
+        False, "--exact-only", help="Drop exact duplicates only (identical pixels); no near-duplicate search."
+    )),
 }
 _decides_duplicates = _shared_options("duplicates", _DEDUP_OPTIONS, _dedup_options)
 COPYRIGHT_POLICIES = ("tag", "drop", "prefer-unmarked", "off")
