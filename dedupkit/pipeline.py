@@ -80,7 +80,7 @@ class CleanOptions:
     watermark_key: str | None = None
     """Hex key; None uses OUT/watermark.key, created on the first run. Never written to run.json."""
 
-    def fingerprint(self, source: Source) -> dict:
+    def fingerprint(self, source: Source, units: list[Unit]) -> dict:
         """What must match for a rerun to resume instead of starting over."""
         settings = dataclasses.asdict(self)
         settings.pop("workers")  # the result does not depend on the number of workers
@@ -88,7 +88,7 @@ class CleanOptions:
         return {
             "dedupkit": __version__,
             "source": _source_identity(source),
-            "source_files": _source_files_stamp(source),
+            "source_files": _source_files_stamp(source, units),
             "settings": settings,
         }
 
@@ -364,7 +364,7 @@ def run_clean(
     paths = RunPaths(Path(out))
     _check_output_folder(paths, source, overwrite)
     _check_models(options)
-    fingerprint = options.fingerprint(source)
+    fingerprint = options.fingerprint(source, units)
     _prepare_state(paths, fingerprint, overwrite)
     if options.write_output and options.watermark_method:
         from dedupkit.watermark import WatermarkKeyError, load_or_create_key
@@ -501,7 +501,7 @@ def _source_identity(source: Source) -> str:
     return spec if spec.startswith("hf:") else str(Path(spec).resolve())
 
 
-def _source_files_stamp(source: Source) -> str | None:
+def _source_files_stamp(source: Source, units: list[Unit]) -> str | None:
     """Digest of the local input files' names, sizes and modification times.
 
     A folder rewritten in place keeps its path; without this a rerun into the same OUT
@@ -510,10 +510,10 @@ def _source_files_stamp(source: Source) -> str | None:
     if source.spec.startswith("hf:"):
         return None
     root = Path(source.spec)
-    if root.is_dir():
+    if root.is_dir():  # every file, not only the units': caption and metadata sidecars count too
         files = sorted(p for p in root.rglob("*") if p.is_file())
     else:
-        files = sorted({Path(unit.location) for unit in source.units()})
+        files = sorted({Path(unit.location) for unit in units})
     digest = hashlib.sha256()
     for path in files:
         stat = path.stat()
