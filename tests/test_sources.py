@@ -134,6 +134,19 @@ def test_hugging_face_local_dataset_streams_image_bytes(tmp_path, real_thumbnail
     assert records[3].caption == "caption 3"
 
 
+def test_hugging_face_spec_names_dataset_and_split(tmp_path):
+    from dedupkit.sources.hf import parse_hf_spec
+
+    assert parse_hf_spec("hf:cifar10") == ("cifar10", "train")
+    assert parse_hf_spec("hf:org/name:test") == ("org/name", "test")
+    assert parse_hf_spec("hf:org/name:") == ("org/name", "train")
+    saved = tmp_path / "a:b"
+    saved.mkdir()
+    assert parse_hf_spec(f"hf:{saved}") == (str(saved), "train")
+    with pytest.raises(SourceError):
+        parse_hf_spec("hf:")
+
+
 def test_hugging_face_offline_and_not_cached_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")

@@ -20,10 +20,10 @@ def parse_hf_spec(spec: str) -> tuple[str, str]:
     body = spec[len("hf:") :]
     if not body:
         raise SourceError("hf: needs a dataset name or path, e.g. hf:cifar10:train")
-    name, _, split = body.rpartition(":") if body.count(":") and not Path(body).exists() else (body, "", "")
-    if not name:
-        name, split = split, ""
-    return name, split or "train"
+    name, _, split = body.rpartition(":")
+    if not name or not split or Path(body).exists():  # no split given, or a saved dataset whose path has a colon
+        return body.strip(":"), "train"
+    return name, split
 
 
 class HuggingFaceSource:
