@@ -421,28 +421,31 @@ def open_run_source(out: str | os.PathLike) -> Source:
     return open_source(fingerprint["source"], options)
 
 
-def summarize(manifest: pa.Table, source: Source, output_format, options: CleanOptions, timings: dict) -> dict:
-    status = Counter(manifest.column("status").to_pylist())
-    reasons = Counter(
-        reason_kind(r) for r, s in zip(manifest.column("reason").to_pylist(), manifest.column("status").to_pylist()) if s == SKIPPED
-    )
+def count_outcomes(manifest: pa.Table) -> dict:
+    """Records by status, dropped ones by duplicate kind (or drop reason), skipped ones by reason kind."""
+    statuses = manifest.column("status").to_pylist()
+    reasons = manifest.column("reason").to_pylist()
     kinds = manifest.column("dup_kind").to_pylist() if "dup_kind" in manifest.column_names else [None] * manifest.num_rows
-    dup_kinds = Counter(
-        kind or reason_kind(reason)
-        for kind, reason, state in zip(kinds, manifest.column("reason").to_pylist(), manifest.column("status").to_pylist())
-        if state == DROPPED
-    )
+    status = Counter(statuses)
+    dropped = Counter(kind or reason_kind(reason) for kind, reason, state in zip(kinds, reasons, statuses) if state == DROPPED)
+    skipped = Counter(reason_kind(reason) for reason, state in zip(reasons, statuses) if state == SKIPPED)
+    return {
+        "records": manifest.num_rows,
+        "kept": status.get(KEPT, 0),
+        "dropped": status.get(DROPPED, 0),
+        "skipped": status.get(SKIPPED, 0),
+        "dropped_by_kind": dict(sorted(dropped.items())),
+        "skipped_by_reason": dict(sorted(skipped.items(), key=lambda item: (-item[1], item[0]))),
+    }
+
+
+def summarize(manifest: pa.Table, source: Source, output_format, options: CleanOptions, timings: dict) -> dict:
     total = manifest.num_rows
     return {
         "source": source.spec,
         "source_format": source.kind,
         "output_format": output_format,
-        "records": total,
-        "kept": status.get(KEPT, 0),
-        "dropped": status.get(DROPPED, 0),
-        "skipped": status.get(SKIPPED, 0),
-        "dropped_by_kind": dict(sorted(dup_kinds.items())),
-        "skipped_by_reason": dict(sorted(reasons.items())),
+        **count_outcomes(manifest),
         "workers": options.workers,
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "records_per_second": round(total / timings["total_s"], 1) if timings["total_s"] else None,

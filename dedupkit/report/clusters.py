@@ -28,8 +28,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dedupkit.decode import DecodeLimits
-from dedupkit.pipeline import RunError, RunPaths, open_run_source, reason_kind
-from dedupkit.records import DROPPED, KEPT, SKIPPED
+from dedupkit.pipeline import RunError, RunPaths, count_outcomes, open_run_source
+from dedupkit.records import DROPPED, SKIPPED
 from dedupkit.report.html import (
     Thumbnail,
     ThumbnailRequest,
@@ -278,22 +278,17 @@ def _document(summary: dict, number: int, pages: int | None, body: list[str], th
 
 def _header(manifest: pa.Table, summary: dict, clusters: int, missing: Counter) -> str:
     """The run's summary, counted from the manifest itself so it matches what the pages list."""
-    statuses = _counts(manifest["status"])
-    skipped = manifest.filter(pc.equal(manifest["status"], SKIPPED))
-    skipped_reasons = Counter(reason_kind(r) for r in _column(skipped, "reason"))
-    dropped = manifest.filter(pc.equal(manifest["status"], DROPPED))
-    dropped_kinds = _counts(pc.fill_null(dropped["dup_kind"], "other")) if "dup_kind" in dropped.column_names else (
-        {"other": dropped.num_rows} if dropped.num_rows else {})
+    counts = count_outcomes(manifest)
     chips = stat_list(
-        [("records", f"{manifest.num_rows:,}", ""), ("kept", f"{statuses.get(KEPT, 0):,}", "kept"),
-         ("dropped", f"{statuses.get(DROPPED, 0):,}", "dropped"), ("skipped", f"{statuses.get(SKIPPED, 0):,}", "skipped"),
+        [("records", f"{counts['records']:,}", ""), ("kept", f"{counts['kept']:,}", "kept"),
+         ("dropped", f"{counts['dropped']:,}", "dropped"), ("skipped", f"{counts['skipped']:,}", "skipped"),
          ("duplicate clusters", f"{clusters:,}", "")]
     )
     details = []
-    if dropped_kinds:
-        details.append("dropped by kind: " + ", ".join(f"{escape(k)} {n:,}" for k, n in sorted(dropped_kinds.items())))
-    if skipped_reasons:
-        details.append("skipped: " + ", ".join(f"{escape(k)} {n:,}" for k, n in skipped_reasons.most_common()))
+    if counts["dropped_by_kind"]:
+        details.append("dropped by kind: " + ", ".join(f"{escape(k)} {n:,}" for k, n in counts["dropped_by_kind"].items()))
+    if counts["skipped_by_reason"]:
+        details.append("skipped: " + ", ".join(f"{escape(k)} {n:,}" for k, n in counts["skipped_by_reason"].items()))
     source = escape(summary.get("source", "unknown source"))
     fmt = summary.get("source_format")
     subtitle = f'<div class="muted">source <code>{source}</code>' + (f" ({escape(fmt)})" if fmt else "") + "</div>"
@@ -303,11 +298,6 @@ def _header(manifest: pa.Table, summary: dict, clusters: int, missing: Counter) 
         for note, n in missing.most_common()
     )
     return f'<header class="top"><h1>dedupkit report</h1>{subtitle}{chips}{notes}{warn}</header>'
-
-
-def _counts(column: pa.ChunkedArray) -> dict:
-    counted = pc.value_counts(column)
-    return {v.as_py(): c.as_py() for v, c in zip(counted.field("values"), counted.field("counts"))}
 
 
 def _clusters_section(layout: Layout, number: int, pages: int, clusters: list[list[dict]], shown: list[list[dict]],
