@@ -7,7 +7,7 @@ import inspect
 import sys
 import time
 import typing
-from dataclasses import dataclass
+from dataclasses import make_dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -202,21 +202,6 @@ def _options(reading: "_Reading", output_format=None, dedup=None, write_output=T
 WorkersOption = typer.Option(1, "--workers", "-w", help="Worker processes; each takes whole input shards.")
 
 
-@dataclass(frozen=True)
-class _Reading:
-    """Options of every command that reads a dataset (declared once, added by `_reads_a_dataset`)."""
-
-    shard_size: int
-    workers: int
-    min_side: int
-    max_pixels: int
-    image_column: Optional[str]
-    caption_column: Optional[str]
-    url_column: Optional[str]
-    key_column: Optional[str]
-    overwrite: bool
-
-
 _READING_OPTIONS = {
     "shard_size": (int, typer.Option(1000, "--shard-size", help="Records per output shard (and per folder work unit).")),
     "workers": (int, WorkersOption),
@@ -261,6 +246,8 @@ def _shared_options(parameter: str, table: dict, build):
     return decorate
 
 
+# Options of every command that reads a dataset, as one value (fields: the table's names).
+_Reading = make_dataclass("_Reading", [(name, kind) for name, (kind, _) in _READING_OPTIONS.items()], frozen=True)
 _reads_a_dataset = _shared_options("reading", _READING_OPTIONS, _Reading)
 
 
