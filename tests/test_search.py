@@ -154,18 +154,30 @@ def test_cosine_pairs_reject_bad_input():
         cosine_pairs(np.ones((4, 8), dtype=np.float32), 0.9, method="annoy")
 
 
-def test_nearest_per_record_keeps_each_records_nearest_pairs_against_brute_force():
+@pytest.mark.parametrize("method", ["flat", "ivf"])
+def test_max_per_record_keeps_each_records_nearest_pairs_against_brute_force(method, monkeypatch):
+    # Small blocks, so that a record's nearest list is merged across many of them.
+    monkeypatch.setattr("dedupkit.search.cosine.BLOCK_ROWS", 7)
+    monkeypatch.setattr("dedupkit.search.cosine.BLOCK_COLUMNS", 11)
     rng = np.random.default_rng(3)
-    pairs = cosine_pairs(rng.normal(size=(60, 4)).astype(np.float32), 0.3)
-    assert len(pairs) > 300  # a crowd: many records have far more than `limit` candidates
+    vectors = rng.normal(size=(60, 4)).astype(np.float32)
+    everything = cosine_pairs(vectors, 0.3, method="flat")
+    assert len(everything) > 300  # a crowd: many records have far more than `limit` candidates
     for limit in (1, 3, 10):
         expected = set()
         for record in range(60):
-            mine = [(d, k) for k, (i, j, d) in enumerate(zip(pairs.i, pairs.j, pairs.distance)) if record in (i, j)]
-            expected |= {k for _, k in sorted(mine)[:limit]}
-        capped = pairs.nearest_per_record(limit)
-        assert as_set(capped) == {(int(pairs.i[k]), int(pairs.j[k]), float(pairs.distance[k])) for k in expected}
-        assert capped.kind == pairs.kind
-    assert len(Pairs.empty("local").nearest_per_record(5)) == 0
+            mine = [(d, k) for k, (i, j, d) in enumerate(zip(everything.i, everything.j, everything.distance))
+                    if record in (i, j)]
+            expected |= {(int(everything.i[k]), int(everything.j[k])) for _, k in sorted(mine)[:limit]}
+        # One IVF cell visited by all: the same comparisons as flat, through the cell code.
+        capped = cosine_pairs(vectors, 0.3, method=method, nlist=1, max_per_record=limit, kind="local")
+        assert set(zip(capped.i.tolist(), capped.j.tolist())) == expected
+        assert np.allclose(capped.distance, 1 - pair_similarity(vectors, capped.i, capped.j), atol=1e-5)
+        assert capped.kind == "local" and np.all(capped.i < capped.j)
     with pytest.raises(ValueError, match="at least 1"):
-        pairs.nearest_per_record(0)
+        cosine_pairs(vectors, 0.3, max_per_record=0)
+
+
+def test_max_per_record_bounds_the_pairs_of_a_crowd():
+    crowd = np.ones((500, 8), dtype=np.float32) + np.random.default_rng(0).normal(scale=1e-3, size=(500, 8))
+    assert len(cosine_pairs(crowd, 0.9, max_per_record=5)) <= 500 * 5

@@ -155,8 +155,8 @@ def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: 
     column = SIGNATURE_PREFIX + SIGNATURE_NAME
     if column not in pictures.column_names:
         raise ValueError("the signatures hold no ORB keypoints; rerun the analysis with local verification on")
-    candidates = cosine_pairs(embeddings, options.candidate_similarity, kind="local").nearest_per_record(
-        options.max_candidates_per_record)
+    candidates = cosine_pairs(embeddings, options.candidate_similarity, kind="local",
+                              max_per_record=options.max_candidates_per_record)
     signatures = pictures.column(column).to_pylist()
     criteria = CopyCriteria(options.min_inliers, options.min_inlier_ratio, options.min_appearance,
                             options.max_hue_conflict)

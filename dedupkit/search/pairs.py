@@ -47,23 +47,3 @@ class Pairs:
         first = np.ones(lo.shape[0], dtype=bool)
         first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
         return cls(lo[first], hi[first], distance[first], kind)
-
-    def nearest_per_record(self, limit: int) -> "Pairs":
-        """The pairs among the `limit` nearest of either end (ties by input order).
-
-        Bounds the work that follows a loose search: in a crowd of look-alikes (flags,
-        playing cards) every member pairs with every other, but a copy is among the
-        nearest of its original.
-        """
-        if limit < 1:
-            raise ValueError(f"the limit of pairs per record must be at least 1, got {limit}")
-        count = len(self)
-        record = np.concatenate([self.i, self.j])  # each pair once from each end
-        pair = np.tile(np.arange(count), 2)
-        order = np.lexsort((pair, np.tile(self.distance, 2), record))
-        grouped = record[order]
-        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-        rank = np.arange(2 * count) - np.repeat(starts, np.diff(np.r_[starts, 2 * count]))
-        keep = np.zeros(count, dtype=bool)
-        keep[pair[order[rank < limit]]] = True
-        return Pairs(self.i[keep], self.j[keep], self.distance[keep], self.kind)
