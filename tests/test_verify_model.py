@@ -44,6 +44,19 @@ def test_resuming_from_a_checkpoint_ends_at_the_weights_of_an_uninterrupted_run(
     assert resumed.losses == uninterrupted.losses
     for name, weight in uninterrupted.unet.state_dict().items():
         assert torch.equal(weight, resumed.unet.state_dict()[name]), name
+    assert uninterrupted.trained_on == resumed.trained_on == "cpu"
+
+
+def test_a_finished_run_loaded_elsewhere_says_where_it_was_trained(tmp_path):
+    config = TrainConfig(steps=2, batch_size=2, warmup_steps=1, device="cpu")
+    train_model(tiny_images(), TINY_MODEL, config, tmp_path)
+    checkpoint = tmp_path / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=False)
+    torch.save(state | {"trained_on": ["cuda (NVIDIA H200)"]}, checkpoint)  # as a GPU machine writes it
+    assert train_model(tiny_images(), TINY_MODEL, config, tmp_path).trained_on == "cuda (NVIDIA H200)"
+    del state["trained_on"]  # a checkpoint from before the label: the configured device
+    torch.save(state | {"train_config": state["train_config"] | {"device": "cuda"}}, checkpoint)
+    assert train_model(tiny_images(), TINY_MODEL, config, tmp_path).trained_on == "cuda"
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):

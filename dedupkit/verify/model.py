@@ -89,6 +89,9 @@ class TrainedModel:
     losses: list[float]
     seconds: float
     """Wall time of all training steps, summed over the interrupted and resumed parts."""
+    trained_on: str = ""
+    """Where the steps ran ("cpu", "cuda (NVIDIA H200)"; parts joined by " then "), read from
+    the checkpoint when a finished run is loaded on another machine."""
 
     @property
     def parameters(self) -> int:
@@ -99,6 +102,12 @@ def pick_device(requested: str | None = None) -> torch.device:
     if requested:
         return torch.device(requested)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
 
 
 def build_unet(config: ModelConfig) -> UNet2DModel:
@@ -173,6 +182,7 @@ def train_model(
     losses: list[float] = []
     step = 0
     earlier_seconds = 0.0
+    trained_on: list[str] = []
 
     checkpoint_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir else None
     if checkpoint_path is not None and checkpoint_path.exists():
@@ -188,11 +198,15 @@ def train_model(
         generator.set_state(state["generator"])
         losses, step = state["losses"], state["step"]
         earlier_seconds = state.get("seconds", 0.0)
+        # Checkpoints written before the label existed name only the configured device.
+        trained_on = state.get("trained_on") or [state["train_config"].get("device") or "unknown"]
 
     pixels = torch.from_numpy(images.pixels)
     labels = None if images.labels is None else torch.from_numpy(images.labels)
     unet.train()
     started, first_step = time.perf_counter(), step
+    if step < train_config.steps and trained_on[-1:] != [device_label(device)]:
+        trained_on.append(device_label(device))
     while step < train_config.steps:
         batch_index = torch.randint(0, len(pixels), (train_config.batch_size,), generator=generator)
         clean = pixels[batch_index].float().div_(127.5).sub_(1.0)
@@ -224,6 +238,7 @@ def train_model(
                     "generator": generator.get_state(),
                     "losses": losses,
                     "seconds": earlier_seconds + time.perf_counter() - started,
+                    "trained_on": trained_on,
                     "model_config": dataclasses.asdict(model_config),
                     "train_config": dataclasses.asdict(train_config),
                 },
@@ -243,7 +258,8 @@ def train_model(
                 )
             )
     unet.eval()
-    return TrainedModel(unet, model_config, train_config, losses, earlier_seconds + time.perf_counter() - started)
+    return TrainedModel(unet, model_config, train_config, losses, earlier_seconds + time.perf_counter() - started,
+                        " then ".join(trained_on))
 
 
 def _save_atomically(state: dict, path: Path) -> None:

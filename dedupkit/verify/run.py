@@ -56,6 +56,7 @@ class ArmResult:
     training_images: int
     parameters: int
     train_seconds: float
+    trained_on: str
     final_loss: float
     sample_seconds: float
     generations: ImageSet = field(repr=False)
@@ -80,6 +81,7 @@ def train_and_sample(
         training_images=len(training),
         parameters=trained.parameters,
         train_seconds=trained.seconds,
+        trained_on=trained.trained_on,
         final_loss=float(np.mean(tail)) if tail else float("nan"),
         sample_seconds=time.perf_counter() - started,
         generations=ImageSet(pixels, keys),
