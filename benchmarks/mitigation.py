@@ -100,6 +100,17 @@ CONFIGS = {
         Planting(distinct=300, duplicated=20, variant_share=0.6, variant_edits=("shift", "flip"), max_shift=3),
         _options(16, (32, 64), False, 2500, 64, 500, 50),
     ),
+    # The re-crop planting with three times the families, trained three times longer than the
+    # cpu points (7,500 steps: 4.5 min per arm on one H200, about an hour per arm on 2 CPU
+    # cores), sampled twice as often.  Measured 2026-11-26 (trained on one H200): raw 25
+    # copies in 1,000 generations (14 duplicated images), imagededup none, dedupkit 3 (one
+    # duplicated image, two that appear once: its 388 images are each seen ~9x as often as
+    # raw's).  `--config cpu-recrops --steps 7500` gave raw 107/500 (15 duplicated),
+    # imagededup 5/500 (4 duplicated, 1 single), dedupkit 5/500 (5 singles).
+    "recrops-60": BenchmarkConfig(
+        Planting(distinct=300, duplicated=60, variant_share=0.6, variant_edits=("shift", "flip"), max_shift=3),
+        _options(16, (32, 64), False, 7500, 64, 1000, 50),
+    ),
     # A reduced but real run for a busy shared CPU: fewer images, fewer steps.
     "reduced": BenchmarkConfig(
         Planting(distinct=200, duplicated=10, holdout=300), _options(16, (32, 64), False, 800, 64, 300, 25)
