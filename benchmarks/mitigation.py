@@ -379,14 +379,16 @@ def print_comparison(report: dict) -> None:
     arms = report["arms"]
     control = report["control"]
     print(f"\nreplica: {report['criterion']['description']}")
-    print(f"{'set':>14} {'train imgs':>10} {'replicas (95% CI)':>28} {'distinct':>9} {'groups':>7} {'vs raw':>8} "
-          f"{'nearer than any real (95% CI)':>30}")
+    # 'duplicated': of the groups copied, those planted many times (the rest appear once).
+    print(f"{'set':>14} {'train imgs':>10} {'replicas (95% CI)':>28} {'distinct':>9} {'groups':>7} {'duplicated':>10} "
+          f"{'vs raw':>8} {'nearer than any real (95% CI)':>30}")
     for name, arm in list(arms.items()) + [("held-out real", control)]:
         cell = _rate_text(arm["replicated"])
         reduction = arm.get("reduction_vs_raw")
         print(
             f"{name:>14} {arm.get('training', {}).get('training_images', '-'):>10} {cell:>28} "
             f"{arm['distinct_training_images_replicated']:>9} {arm['distinct_groups_replicated']:>7} "
+            f"{arm.get('distinct_groups_replicated_that_were_duplicated', '-'):>10} "
             f"{'-' if reduction is None else f'{100 * reduction:.0f}%':>8} {_rate_text(arm.get('closer_than_any_held_out')):>30}"
         )
     if {"raw", "imagededup", "dedupkit"} <= set(arms):
