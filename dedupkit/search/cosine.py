@@ -1,7 +1,9 @@
 """All pairs of embeddings with cosine similarity at or above a threshold.
 
 Both methods compare vectors in dense blocks with one matrix product each (BLAS),
-then keep the entries at or above the threshold; memory stays bounded by one block.
+then keep the entries at or above the threshold; working memory stays bounded by one
+block.  With `max_per_record` only each record's nearest are kept, as running lists
+(n x k) updated block by block, so a loose threshold cannot flood memory with pairs.
 
 - ``flat``: every pair, exact (the upper triangle of the similarity matrix).
 - ``ivf``: an inverted file.  FAISS k-means (spherical) cuts the set into cells; each
