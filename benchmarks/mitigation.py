@@ -132,19 +132,17 @@ CONFIGS = {
 # ----------------------------------------------------------------------------- planted duplication
 
 
-def near_duplicate(
-    image: np.ndarray, rng: np.random.Generator, edits_menu: tuple[str, ...], max_shift: int,
-    redraw_zero_shift: bool = True,
-) -> tuple[np.ndarray, str]:
+def near_duplicate(image: np.ndarray, rng: np.random.Generator, planting: Planting) -> tuple[np.ndarray, str]:
     """A variant a person would call the same picture (one small edit, sometimes two) and its edits."""
     picture = Image.fromarray(image, "L")
     size = picture.size[0]
-    edits = rng.choice(list(edits_menu), size=rng.integers(1, min(2, len(edits_menu)) + 1), replace=False)
+    menu = list(planting.variant_edits)
+    edits = rng.choice(menu, size=rng.integers(1, min(2, len(menu)) + 1), replace=False)
     for edit in edits:
         if edit == "shift":
-            dx, dy = rng.integers(-max_shift, max_shift + 1, size=2)
-            while redraw_zero_shift and dx == 0 and dy == 0:
-                dx, dy = rng.integers(-max_shift, max_shift + 1, size=2)
+            dx, dy = rng.integers(-planting.max_shift, planting.max_shift + 1, size=2)
+            while planting.redraw_zero_shift and dx == 0 and dy == 0:
+                dx, dy = rng.integers(-planting.max_shift, planting.max_shift + 1, size=2)
             picture = picture.transform(picture.size, Image.Transform.AFFINE, (1, 0, -dx, 0, 1, -dy), fillcolor=0)
         elif edit == "crop":
             margin = int(rng.integers(1, 4))
@@ -190,8 +188,7 @@ def plant(planting: Planting) -> PlantedData:
         variants = int(round(extra * planting.variant_share))
         for copy in range(extra):
             is_variant = copy < variants
-            image, edit = near_duplicate(train[family], rng, planting.variant_edits, planting.max_shift,
-                                           planting.redraw_zero_shift) if is_variant else (train[family], "")
+            image, edit = near_duplicate(train[family], rng, planting) if is_variant else (train[family], "")
             images.append(image)
             edits.append(edit)
             groups.append(family)

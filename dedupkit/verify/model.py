@@ -205,8 +205,9 @@ def train_model(
     labels = None if images.labels is None else torch.from_numpy(images.labels)
     unet.train()
     started, first_step = time.perf_counter(), step
-    if step < train_config.steps and trained_on[-1:] != [device_label(device)]:
-        trained_on.append(device_label(device))
+    here = device_label(device)
+    if step < train_config.steps and trained_on[-1:] != [here]:
+        trained_on.append(here)
     while step < train_config.steps:
         batch_index = torch.randint(0, len(pixels), (train_config.batch_size,), generator=generator)
         clean = pixels[batch_index].float().div_(127.5).sub_(1.0)
