@@ -38,7 +38,7 @@ from dedupkit.search.options import DedupOptions
 from dedupkit.signatures.exact import DecodeStage
 from dedupkit.signatures.hashes import HashStage
 from dedupkit.sinks import OUTPUT_FORMATS, atomic_write_bytes, atomic_write_table, make_writer, remove_temporaries
-from dedupkit.sinks.manifest import concat, manifest_view, record_row, rows_to_table
+from dedupkit.sinks.manifest import column_or_nones, concat, manifest_view, record_row, rows_to_table
 from dedupkit.sources import Source, SourceOptions, Unit, open_source
 from dedupkit.sources.base import UNIT_STRIDE
 from dedupkit.sources.parquet import ParquetColumns
@@ -425,7 +425,7 @@ def count_outcomes(manifest: pa.Table) -> dict:
     """Records by status, dropped ones by duplicate kind (or drop reason), skipped ones by reason kind."""
     statuses = manifest.column("status").to_pylist()
     reasons = manifest.column("reason").to_pylist()
-    kinds = manifest.column("dup_kind").to_pylist() if "dup_kind" in manifest.column_names else [None] * manifest.num_rows
+    kinds = column_or_nones(manifest, "dup_kind")
     status = Counter(statuses)
     dropped = Counter(kind or reason_kind(reason) for kind, reason, state in zip(kinds, reasons, statuses) if state == DROPPED)
     skipped = Counter(reason_kind(reason) for reason, state in zip(reasons, statuses) if state == SKIPPED)

@@ -98,6 +98,11 @@ def manifest_view(table: pa.Table) -> pa.Table:
     return table.select(keep)
 
 
+def column_or_nones(table: pa.Table, name: str) -> list:
+    """A column as a list, or Nones when the run wrote no such column (an optional stage was off)."""
+    return table[name].to_pylist() if name in table.column_names else [None] * table.num_rows
+
+
 def concat(tables: Iterable[pa.Table]) -> pa.Table:
     tables = [t for t in tables if t is not None]
     if not tables:
