@@ -78,6 +78,8 @@ APPEARANCES = (0.85, 0.9, 0.95)
 # Candidates from cosine 0.6 were tried too: on the dev half half a point more copies
 # removed, for three times the pairs to verify.
 CANDIDATES = (0.7,)
+# Grey-thumbnail correlation of the whole-frame check (candidates the keypoints cannot confirm).
+FRAME_APPEARANCES = (0.9, 0.93, 0.97)
 TARGET_REMOVED, TARGET_LOST_SHARE = 0.95, 0.005
 # The defaults before local verification: global signatures only.
 GLOBAL_BASELINE = "phash 0 + flip, embedding 0.93"
@@ -418,6 +420,9 @@ def dedupkit_variants() -> dict[str, DedupOptions]:
                 min_inliers=inliers, min_inlier_ratio=ratio, min_appearance=appearance)
     defaults = DedupOptions()
     variants["dedupkit defaults, no colour check"] = replace(defaults, max_hue_conflict=1.0)
+    variants["dedupkit defaults, no whole-frame check"] = replace(defaults, min_frame_appearance=None)
+    for appearance in FRAME_APPEARANCES:
+        variants[f"dedupkit defaults, whole frame at {appearance}"] = replace(defaults, min_frame_appearance=appearance)
     variants["dhash 4 + flip, embedding 0.93"] = DedupOptions(hash_radius=(("dhash", 4),), min_similarity=0.93,
                                                              verify_local=False)
     variants["phash 0 no flip, embedding 0.93"] = DedupOptions(hash_radius=(("phash", 0),), flip=False,
@@ -537,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report_variants(variants: dict[str, DedupOptions]) -> list[str]:
-    wanted = ["dedupkit defaults", "dedupkit defaults, no colour check", GLOBAL_BASELINE, "phash 8 + flip only",
+    wanted = ["dedupkit defaults", "dedupkit defaults, no colour check", "dedupkit defaults, no whole-frame check",
+              GLOBAL_BASELINE, "phash 8 + flip only",
               "phash 4 + flip only", "embedding 0.93 only", "embedding 0.95 only", "phash 8 + flip, embedding 0.93",
               local_variant_name(0.97, 0.7, 15, 0.1, 0.95), local_variant_name(0.97, 0.7, 15, 0.1, 0.9),
               local_variant_name(0.97, 0.7, 12, 0.08, 0.9)]

@@ -129,8 +129,8 @@ _DEFAULT_DEDUP = DedupOptions()
 
 def _dedup_options(
     *, hashes: list[str], flip: bool, embedder: str, min_similarity: float, keep: str, verify_local: bool,
-    candidate_similarity: float, min_inliers: int, max_hue_conflict: float, max_candidates_per_record: int,
-    exact_only: bool,
+    candidate_similarity: float, min_inliers: int, max_hue_conflict: float, min_frame_appearance: float,
+    max_candidates_per_record: int, exact_only: bool,
 ) -> DedupOptions | None:
     if exact_only:
         return None
@@ -158,6 +158,7 @@ def _dedup_options(
         candidate_similarity=candidate_similarity,
         min_inliers=min_inliers,
         max_hue_conflict=max_hue_conflict,
+        min_frame_appearance=None if min_frame_appearance > 1 else min_frame_appearance,
         max_candidates_per_record=max_candidates_per_record,
     )
 
@@ -294,6 +295,12 @@ _DEDUP_OPTIONS = {
         "--max-hue-conflict",
         help="With --verify-local: share of the aligned overlap where both images are coloured with hues over 90 "
         "degrees apart above which a pair is not a copy (a recoloured look-alike); 1 turns the check off.",
+    )),
+    "min_frame_appearance": (float, typer.Option(
+        _DEFAULT_DEDUP.min_frame_appearance,
+        "--min-frame-appearance",
+        help="With --verify-local: a candidate too small or plain for keypoints is a copy when it has the other's "
+        "shape and their grey thumbnails, one scaled onto the other, correlate at this or more; above 1 turns it off.",
     )),
     "max_candidates_per_record": (int, typer.Option(
         _DEFAULT_DEDUP.max_candidates_per_record,

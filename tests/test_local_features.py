@@ -1,13 +1,16 @@
 """Local-feature verification: ORB signatures, geometric agreement of copies, the "local" decision."""
 
+import io
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import jpeg
 from PIL import Image, ImageDraw, ImageOps
 
+from dedupkit.decode import flatten_alpha
 from dedupkit.records import DROPPED, KEPT, SKIPPED, Record
 from dedupkit.search.decide import decide_duplicates
 from dedupkit.search.options import DedupOptions
@@ -20,12 +23,15 @@ from dedupkit.signatures.local import (
     CopyCriteria,
     LocalFeatureStage,
     confirm_copy,
+    confirm_whole_frame,
     orb_signature,
     unpack_orb,
     verify_pair,
+    verify_whole_frame,
 )
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+OPENCLIPART_ANIMALS = Path("/usr/share/openclipart/png/animals")
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +232,73 @@ def test_transparent_drawing_matches_its_flattened_copy(photos):
                                ("min_inliers", "min_inlier_ratio", "min_appearance", "max_hue_conflict")})
     verification = confirm_copy(unpack_orb(orb_signature(canvas)), unpack_orb(orb_signature(flattened)), criteria)
     assert verification is not None and verification.appearance > 0.99
+
+
+@pytest.fixture(scope="module")
+def small_drawings() -> dict[str, Image.Image]:
+    """Real openclipart drawings as small pictures (96 px), flattened on white."""
+    files = {"bat": "mammals/contour_bat.png", "echidna": "mammals/echidna_01.png", "ant": "bugs/ant.png",
+             "rooster": "birds/gallo_di_profilo_archite_01.png"}
+    if not all((OPENCLIPART_ANIMALS / name).exists() for name in files.values()):
+        pytest.skip("openclipart-png is not installed")
+    drawings = {}
+    for label, name in files.items():
+        drawing = flatten_alpha(Image.open(OPENCLIPART_ANIMALS / name).convert("RGBA")).convert("RGB")
+        drawing.thumbnail((96, 96), Image.LANCZOS)
+        drawings[label] = drawing
+    return drawings
+
+
+def _shrunk_jpeg(image: Image.Image, factor: float = 0.4, quality: int = 60) -> Image.Image:
+    small = image.resize((round(image.width * factor), round(image.height * factor)), Image.LANCZOS)
+    return Image.open(io.BytesIO(jpeg(small, quality))).convert("RGB")
+
+
+def test_small_copy_without_keypoint_agreement_is_confirmed_whole(small_drawings):
+    criteria = CopyCriteria(**{name: getattr(DedupOptions(), name) for name in
+                               ("min_inliers", "min_inlier_ratio", "min_appearance", "max_hue_conflict",
+                                "min_frame_appearance")})
+    for label in ("bat", "echidna"):
+        original = unpack_orb(orb_signature(small_drawings[label]))
+        copy = unpack_orb(orb_signature(_shrunk_jpeg(small_drawings[label])))
+        assert not criteria.accepts(verify_pair(original, copy))  # a 38 px copy: too few keypoints agree
+        confirmed = confirm_whole_frame(original, copy, criteria)
+        assert confirmed is not None and confirmed.whole_frame and not confirmed.mirrored
+        assert confirmed.appearance >= 0.95
+        mirrored = confirm_whole_frame(original, unpack_orb(orb_signature(ImageOps.mirror(_shrunk_jpeg(small_drawings[label])))), criteria)
+        assert mirrored is not None and mirrored.mirrored
+        assert confirm_whole_frame(original, copy, replace(criteria, min_frame_appearance=None)) is None
+
+
+def test_whole_frame_needs_the_same_shape_the_same_picture_and_its_colours(small_drawings):
+    bat = small_drawings["bat"]
+    criteria = CopyCriteria(min_inliers=12, min_inlier_ratio=0.08, min_appearance=0.95, max_hue_conflict=0.03,
+                            min_frame_appearance=0.95)
+    original = unpack_orb(orb_signature(bat))
+    cropped = bat.crop((0, 0, bat.width * 3 // 4, bat.height))
+    assert verify_whole_frame(original, unpack_orb(orb_signature(cropped))) is None  # another frame shape
+    other = small_drawings["ant"].resize(bat.size, Image.LANCZOS)  # another drawing squeezed to the same shape
+    assert confirm_whole_frame(original, unpack_orb(orb_signature(other)), criteria) is None
+    # A colourful drawing with the colours of its left half turned around: same grey layout, conflicting colours.
+    rooster = small_drawings["rooster"]
+    recoloured = _hue_shifted(rooster, 180, (0, 0, rooster.width // 2, rooster.height))
+    verification = verify_whole_frame(unpack_orb(orb_signature(rooster)), unpack_orb(orb_signature(recoloured)))
+    assert verification.appearance > 0.95 and verification.hue_conflict > 0.03
+    assert not criteria.accepts(verification)
+    flat = unpack_orb(b"")
+    assert verify_whole_frame(original, flat) is None and verify_whole_frame(flat, original) is None
+
+
+def test_decision_names_whole_frame_copies_and_can_turn_them_off(small_drawings):
+    # Cosine 0.85: a loose candidate, confirmed only by the whole-frame check.
+    base, side_a, side_b = np.eye(3)
+    vectors = np.stack([_unit(base), _unit(base + 0.62 * side_a), _unit(base + 0.62 * side_b)])
+    images = {"bat.png": small_drawings["bat"], "bat_small.jpg": _shrunk_jpeg(small_drawings["bat"]),
+              "echidna.png": small_drawings["echidna"]}
+    table = _table(images, vectors)
+    verdicts = decide_duplicates(table, DedupOptions(hash_radius=()))
+    assert verdicts.status == [KEPT, DROPPED, KEPT]
+    assert verdicts.dup_kind[1] == "thumbnail" and verdicts.keeper_key[1] == "bat.png"
+    assert 0.0 <= verdicts.distance[1] <= 0.05
+    assert verdicts.reason[1].startswith("near duplicate of bat.png (same frame, thumbnails correlate at 0.9")
+    assert decide_duplicates(table, DedupOptions(hash_radius=(), min_frame_appearance=None)).status == [KEPT] * 3

@@ -44,6 +44,7 @@ from dedupkit.report.html import (
     table,
     write_page,
 )
+from dedupkit.sinks.manifest import column_or_nones
 from dedupkit.sources.base import SourceError
 
 REPORT_FILE = "report.html"
@@ -55,7 +56,7 @@ MANIFEST_COLUMNS = ("ordinal", "key", "source", "status", "reason", "sha256", "w
 #: Later stages' columns, shown as badges on a member when the manifest has them.
 BADGE_COLUMNS = ("copyright_marked", "visible_mark_score", "watermark")
 #: Least certain first: an embedding match deserves a look before a byte-identical copy.
-KIND_ORDER = {"embedding": 0, "local": 1, "hash": 2, "exact": 3}
+KIND_ORDER = {"embedding": 0, "local": 1, "thumbnail": 2, "hash": 3, "exact": 4}
 
 CLUSTER_CSS = """
 section.cluster { background: var(--card); border: 1px solid var(--line); border-radius: 8px;
@@ -211,10 +212,10 @@ def ordered_clusters(manifest: pa.Table) -> list[list[dict]]:
     rank_of_cluster = np.empty(len(ids), dtype=np.int64)
     rank_of_cluster[np.lexsort((ids, -sizes))] = np.arange(len(ids))
     keys = in_cluster["key"].to_numpy(zero_copy_only=False)
-    keepers = _column(in_cluster, "keeper_key")
+    keepers = column_or_nones(in_cluster, "keeper_key")
     is_keeper = np.array([k == kk for k, kk in zip(keys, keepers)], dtype=bool)
-    kind_rank = np.array([KIND_ORDER.get(k, len(KIND_ORDER)) for k in _column(in_cluster, "dup_kind")])
-    distance = np.nan_to_num(np.asarray(_column(in_cluster, "distance"), dtype=np.float64), nan=-1.0)
+    kind_rank = np.array([KIND_ORDER.get(k, len(KIND_ORDER)) for k in column_or_nones(in_cluster, "dup_kind")])
+    distance = np.nan_to_num(np.asarray(column_or_nones(in_cluster, "distance"), dtype=np.float64), nan=-1.0)
     order = np.lexsort((in_cluster["ordinal"].to_numpy(), -distance, kind_rank, ~is_keeper, rank_of_cluster[which]))
     rows = in_cluster.take(pa.array(order)).to_pylist()
     for row, keeper in zip(rows, is_keeper[order]):
@@ -240,10 +241,6 @@ def record_lists(manifest: pa.Table) -> list[RecordList]:
 def _sorted_rows(table: pa.Table) -> list[dict]:
     keep = [c for c in ("ordinal", "key", "source", "reason") if c in table.column_names]
     return table.select(keep).sort_by("ordinal").to_pylist()
-
-
-def _column(table: pa.Table, name: str) -> list:
-    return table[name].to_pylist() if name in table.column_names else [None] * table.num_rows
 
 
 def _read_summary(out: Path) -> dict:
@@ -362,6 +359,8 @@ def describe_distance(kind: str | None, distance: float | None) -> str:
         return f"embedding: 1\u2212cos {distance:.3f}"
     if kind == "local":
         return f"local features: {100 * (1 - distance):.0f} % of shared keypoints agree"
+    if kind == "thumbnail":
+        return f"same frame: thumbnails correlate at {1 - distance:.3f}"
     return f"{kind or 'match'}: distance {distance:g}"
 
 

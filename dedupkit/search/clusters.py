@@ -35,8 +35,8 @@ class Clusters:
       NO_CLUSTER (-1) for a record with no duplicate.
     - `keeper`: row of the record kept in its place (its own row when kept).
     - `dup_kind`: the `kind` of the pair that tied a copy to its keeper
-      ("exact", "hash", "embedding"); "" for kept records.
-    - `distance`: that pair's distance (Hamming bits, or 1 - cosine); NaN when kept.
+      ("exact", "hash", "embedding", "local", "thumbnail"); "" for kept records.
+    - `distance`: that pair's distance in its kind's unit (see `Pairs`); NaN when kept.
     """
 
     cluster_id: np.ndarray

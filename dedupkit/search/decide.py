@@ -136,21 +136,25 @@ def near_pair_sets(pictures: pa.Table, options: DedupOptions) -> list[Pairs]:
         embeddings = embeddings_from_column(pictures.column(column))
         pair_sets.append(cosine_pairs(embeddings, options.min_similarity, kind="embedding"))
         if options.verify_local:
-            pair_sets.append(locally_verified_pairs(pictures, embeddings, options))
+            pair_sets.extend(locally_verified_pairs(pictures, embeddings, options))
     return pair_sets
 
 
-def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: DedupOptions) -> Pairs:
-    """Embedding candidates at the loose `candidate_similarity` whose ORB keypoints agree geometrically.
+def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: DedupOptions) -> list[Pairs]:
+    """Embedding candidates at the loose `candidate_similarity` that the stored thumbnails confirm.
 
-    The loose search bounds the work: only its pairs are matched, and of those only each
-    record's `max_candidates_per_record` nearest.  Matching is not
-    symmetric (ratio test from one side, appearance warped one way), so a pair is
-    checked from both ends, and with `flip` against each end's mirror for flipped copies.  Distance
-    is 1 - inlier ratio (the share of the keypoints in the shared view that match).
+    The loose search bounds the work: only its pairs are checked, and of those only each
+    record's `max_candidates_per_record` nearest.  First by ORB keypoints under one
+    geometric transform ("local" pairs, distance 1 - inlier ratio: the share of the
+    keypoints in the shared view that match).  Matching is not symmetric (ratio test from
+    one side, appearance warped one way), so a pair is checked from both ends, and with
+    `flip` against each end's mirror for flipped copies.  A pair the keypoints cannot
+    confirm (too small or too plain a picture) whose frames have the same shape is checked
+    whole, one thumbnail scaled onto the other, against `min_frame_appearance` ("thumbnail"
+    pairs, distance 1 - the correlation of the grey thumbnails).
     """
     from dedupkit.signatures.local import (  # OpenCV: only when asked
-        SIGNATURE_NAME, CopyCriteria, LocalFeatures, confirm_copy, unpack_orb)
+        SIGNATURE_NAME, CopyCriteria, LocalFeatures, confirm_copy, confirm_whole_frame, unpack_orb)
 
     column = SIGNATURE_PREFIX + SIGNATURE_NAME
     if column not in pictures.column_names:
@@ -159,7 +163,7 @@ def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: 
                               max_per_record=options.max_candidates_per_record)
     signatures = pictures.column(column).to_pylist()
     criteria = CopyCriteria(options.min_inliers, options.min_inlier_ratio, options.min_appearance,
-                            options.max_hue_conflict)
+                            options.max_hue_conflict, options.min_frame_appearance)
     unpacked: dict[int, LocalFeatures] = {}
 
     def features(row: int) -> LocalFeatures:
@@ -167,15 +171,24 @@ def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: 
             unpacked[row] = unpack_orb(signatures[row])
         return unpacked[row]
 
-    confirmed, distance = [], []
+    confirmed: dict[str, tuple[list, list]] = {"local": ([], []), "thumbnail": ([], [])}
     for index, (i, j) in enumerate(zip(candidates.i.tolist(), candidates.j.tolist())):
         verification = (confirm_copy(features(i), features(j), criteria, mirror=options.flip)
                         or confirm_copy(features(j), features(i), criteria, mirror=options.flip))
         if verification is not None:
-            confirmed.append(index)
-            distance.append(1.0 - verification.inlier_ratio)
-    confirmed = np.asarray(confirmed, dtype=np.int64)
-    return Pairs(candidates.i[confirmed], candidates.j[confirmed], np.asarray(distance, dtype=np.float32), "local")
+            kind, distance = "local", 1.0 - verification.inlier_ratio
+        else:
+            verification = confirm_whole_frame(features(i), features(j), criteria, mirror=options.flip)
+            if verification is None:
+                continue
+            kind, distance = "thumbnail", 1.0 - verification.appearance
+        confirmed[kind][0].append(index)
+        confirmed[kind][1].append(distance)
+    pair_sets = []
+    for kind, (rows, distances) in confirmed.items():
+        rows = np.asarray(rows, dtype=np.int64)
+        pair_sets.append(Pairs(candidates.i[rows], candidates.j[rows], np.asarray(distances, dtype=np.float32), kind))
+    return pair_sets
 
 
 def _near_detail(kind: str, distance: float) -> str:
@@ -185,6 +198,8 @@ def _near_detail(kind: str, distance: float) -> str:
         return f"embedding cosine {1 - distance:.3f}"
     if kind == "local":
         return f"local features confirmed, {1 - distance:.0%} of the shared keypoints in one geometric transform"
+    if kind == "thumbnail":
+        return f"same frame, thumbnails correlate at {1 - distance:.3f}"
     return f"{kind} distance {distance:.3g}"
 
 

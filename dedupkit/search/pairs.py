@@ -12,8 +12,9 @@ class Pairs:
     """Pairs (i, j) with i < j whose signature distance is within a threshold.
 
     `distance` is in the signature's own unit: Hamming bits for hashes and binary
-    codes, 1 - cosine similarity for embeddings.  `kind` names what found them
-    ("exact", "hash", "embedding"); it becomes the manifest's `dup_kind`.
+    codes, 1 - cosine similarity for embeddings, 1 - the share of keypoints that agree
+    for local features, 1 - the grey thumbnails' correlation for whole-frame checks.  `kind` names what found them
+    ("exact", "hash", "embedding", "local", "thumbnail"); it becomes the manifest's `dup_kind`.
     """
 
     i: np.ndarray

@@ -22,6 +22,14 @@ hues lie more than `HUE_CONFLICT_DEGREES` apart (`hue_conflict`).  A recoloured 
 every hue a little and a greyscale copy has no saturated pixels, so both pass; the same
 drawing with a green instead of a red jester, or a magenta instead of a green arrow, does not.
 
+Copies too small or too plain for keypoints (a 40 px icon, a flat drawing resized and
+recompressed) are tried once more without them: when the two frames have the same shape
+(aspect ratios within `FRAME_ASPECT_TOLERANCE`), one thumbnail is simply scaled onto the
+other; the grey thumbnails must then correlate at `min_frame_appearance` and the colours
+must not conflict (`confirm_whole_frame`).  That catches resized, recompressed, recoloured
+and greyscale copies whose embedding drifted below the global threshold, and only those:
+a crop, a pad or a rotation changes the frame.
+
 Mirrored copies: ORB descriptors do not survive mirroring (the binary tests of a
 mirrored patch are not a permutation of the original's), so the signature also holds the
 keypoints of the mirrored thumbnail, and `confirm_copy` tries the pair as is, then
@@ -71,6 +79,8 @@ COLOUR_SIDE = 32
 # Pixels count as coloured from this HSV saturation and value (OpenCV's 0..255 scales) on.
 MIN_SATURATION, MIN_VALUE = 60, 40
 HUE_CONFLICT_DEGREES = 90.0
+# Frames this close in aspect ratio (relative) may be one picture rescaled: checked whole.
+FRAME_ASPECT_TOLERANCE = 0.04
 
 
 def grey_thumbnail(image: Image.Image) -> np.ndarray:
@@ -219,6 +229,7 @@ class Verification:
     appearance: float = 0.0  # normalized cross-correlation of the aligned grey thumbnails, -1..1
     hue_conflict: float = 0.0  # share of the aligned overlap coloured in both with hues far apart (0 unknown)
     mirrored: bool = False  # found between the first image and the mirror of the second
+    whole_frame: bool = False  # aligned by scaling one frame onto the other, without keypoints
 
     @property
     def inlier_ratio(self) -> float:
@@ -261,10 +272,16 @@ class CopyCriteria:
     min_inlier_ratio: float
     min_appearance: float
     max_hue_conflict: float = 1.0
+    min_frame_appearance: float | None = None
+    """Appearance a whole-frame verification must reach (no keypoints back it); None accepts none."""
 
     def accepts(self, verification: Verification) -> bool:
+        if verification.hue_conflict > self.max_hue_conflict:
+            return False
+        if verification.whole_frame:
+            return self.min_frame_appearance is not None and verification.appearance >= self.min_frame_appearance
         return (verification.inliers >= self.min_inliers and verification.inlier_ratio >= self.min_inlier_ratio
-                and verification.appearance >= self.min_appearance and verification.hue_conflict <= self.max_hue_conflict)
+                and verification.appearance >= self.min_appearance)
 
 
 def confirm_copy(first: LocalFeatures, second: LocalFeatures, criteria: CopyCriteria,
@@ -279,6 +296,32 @@ def confirm_copy(first: LocalFeatures, second: LocalFeatures, criteria: CopyCrit
         return None
     verification = replace(verify_pair(first, mirrored_second, criteria.min_inliers), mirrored=True)
     return verification if criteria.accepts(verification) else None
+
+
+def verify_whole_frame(first: LocalFeatures, second: LocalFeatures) -> Verification | None:
+    """Appearance and colours of `first` scaled onto `second`'s frame; None when the frames differ in shape."""
+    (first_width, first_height), (second_width, second_height) = first.frame, second.frame
+    if not (first_width and first_height and second_width and second_height):
+        return None
+    if abs((first_width / first_height) / (second_width / second_height) - 1) > FRAME_ASPECT_TOLERANCE:
+        return None
+    scaling = np.array([[second_width / first_width, 0, 0], [0, second_height / first_height, 0]])
+    return Verification(0, 0, 0, _aligned_correlation(first, second, scaling), _hue_conflict(first, second, scaling),
+                        whole_frame=True)
+
+
+def confirm_whole_frame(first: LocalFeatures, second: LocalFeatures, criteria: CopyCriteria,
+                        mirror: bool = True) -> Verification | None:
+    """The whole-frame verification that makes the pair a copy (as is, else against `second`'s
+    mirror when `mirror`); None if neither does."""
+    mirrored_second = second.mirrored() if mirror else None
+    for other, mirrored in ((second, False), (mirrored_second, True)):
+        if other is None:
+            continue
+        verification = verify_whole_frame(first, other)
+        if verification is not None and criteria.accepts(verification):
+            return replace(verification, mirrored=mirrored)
+    return None
 
 
 def _warp_onto(image: np.ndarray, transform: np.ndarray, side: int, target: np.ndarray,
