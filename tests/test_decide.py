@@ -57,3 +57,28 @@ def test_mirrored_copy_needs_flip(tmp_path, real_photo):
     run_clean(str(src), tmp_path / "noflip", CleanOptions(dedup=DedupOptions(embedder=None, flip=False), **PLAIN))
     assert {r["key"]: r["status"] for r in manifest(tmp_path / "flip")}["b.png"] == "dropped"
     assert {r["key"]: r["status"] for r in manifest(tmp_path / "noflip")}["b.png"] == "kept"
+
+
+def test_nearly_blank_pictures_colliding_in_phash_are_not_copies(tmp_path):
+    """Small drawings on a wide white canvas: their pHash is that of the blank canvas, the same
+    at 0 bits for all four; the thumbnails tell them apart (with an embedder and local verification)."""
+    from pathlib import Path
+
+    animals = Path("/usr/share/openclipart/png/animals")
+    names = ("bugs/ant.png", "mammals/contour_bat.png", "birds/gallo_di_profilo_archite_01.png", "mammals/echidna_01.png")
+    if not all((animals / name).exists() for name in names):
+        pytest.skip("openclipart-png is not installed")
+    files = {}
+    for name in names:
+        drawing = Image.open(animals / name).convert("RGBA")
+        drawing.thumbnail((40, 40))
+        canvas = Image.new("RGB", (640, 480), "white")
+        canvas.paste(drawing, (100, 100), drawing)
+        files[Path(name).stem + ".png"] = png(canvas)
+    src = write_folder(tmp_path / "src", files)
+    run_clean(str(src), tmp_path / "hash_only", CleanOptions(dedup=DedupOptions(embedder=None), **PLAIN))
+    hash_only = manifest(tmp_path / "hash_only")
+    assert sum(row["status"] == "dropped" for row in hash_only) == 3  # the collision itself
+    assert {row["distance"] for row in hash_only if row["status"] == "dropped"} == {0.0}
+    run_clean(str(src), tmp_path / "verified", CleanOptions(dedup=DedupOptions(), **PLAIN))
+    assert [row["status"] for row in manifest(tmp_path / "verified")] == ["kept"] * 4

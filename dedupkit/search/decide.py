@@ -111,7 +111,14 @@ def decide_duplicates(table: pa.Table, options: DedupOptions | None) -> Verdicts
 
 
 def near_pair_sets(pictures: pa.Table, options: DedupOptions) -> list[Pairs]:
-    """Pairs among the distinct pictures from each configured signature, strongest evidence first."""
+    """Pairs among the distinct pictures from each configured signature, strongest evidence first.
+
+    With an embedder and `verify_local` (the analysis then stores ORB signatures), a hash
+    pair must also be confirmed by the stored thumbnails (keypoints or the whole frame, as
+    in `ThumbnailCheck.confirm`): the perceptual hash of a nearly blank picture (a small
+    drawing on a large white canvas) says little, and two such pictures collide at 0 bits.
+    """
+    thumbnails = ThumbnailCheck(pictures, options) if options.embedder and options.verify_local else None
     pair_sets = []
     for kind, radius in options.hash_radius:
         column = SIGNATURE_PREFIX + kind
@@ -128,6 +135,9 @@ def near_pair_sets(pictures: pa.Table, options: DedupOptions) -> list[Pairs]:
                 np.concatenate([pairs.distance, flipped.distance]),
                 "hash",
             )
+        if thumbnails is not None:
+            agree = np.asarray([thumbnails.agree(i, j) for i, j in zip(pairs.i.tolist(), pairs.j.tolist())], dtype=bool)
+            pairs = Pairs(pairs.i[agree], pairs.j[agree], pairs.distance[agree], pairs.kind)
         pair_sets.append(pairs)
     if options.embedder:
         column = SIGNATURE_PREFIX + "embedding"
@@ -135,60 +145,80 @@ def near_pair_sets(pictures: pa.Table, options: DedupOptions) -> list[Pairs]:
             raise ValueError("the signatures hold no embeddings; rerun the analysis with an embedder")
         embeddings = embeddings_from_column(pictures.column(column))
         pair_sets.append(cosine_pairs(embeddings, options.min_similarity, kind="embedding"))
-        if options.verify_local:
-            pair_sets.extend(locally_verified_pairs(pictures, embeddings, options))
+        if thumbnails is not None:
+            pair_sets.extend(thumbnails.verified_candidates(embeddings))
     return pair_sets
 
 
-def locally_verified_pairs(pictures: pa.Table, embeddings: np.ndarray, options: DedupOptions) -> list[Pairs]:
-    """Embedding candidates at the loose `candidate_similarity` that the stored thumbnails confirm.
+class ThumbnailCheck:
+    """Confirms candidate pairs with the ORB signatures (keypoints and thumbnails) of the pictures."""
 
-    The loose search bounds the work: only its pairs are checked, and of those only each
-    record's `max_candidates_per_record` nearest.  First by ORB keypoints under one
-    geometric transform ("local" pairs, distance 1 - inlier ratio: the share of the
-    keypoints in the shared view that match).  Matching is not symmetric (ratio test from
-    one side, appearance warped one way), so a pair is checked from both ends, and with
-    `flip` against each end's mirror for flipped copies.  A pair the keypoints cannot
-    confirm (too small or too plain a picture) whose frames have the same shape is checked
-    whole, one thumbnail scaled onto the other, against `min_frame_appearance` ("thumbnail"
-    pairs, distance 1 - the correlation of the grey thumbnails).
-    """
-    from dedupkit.signatures.local import (  # OpenCV: only when asked
-        SIGNATURE_NAME, CopyCriteria, LocalFeatures, confirm_copy, confirm_whole_frame, unpack_orb)
+    def __init__(self, pictures: pa.Table, options: DedupOptions) -> None:
+        from dedupkit.signatures.local import SIGNATURE_NAME, CopyCriteria  # OpenCV: only when asked
 
-    column = SIGNATURE_PREFIX + SIGNATURE_NAME
-    if column not in pictures.column_names:
-        raise ValueError("the signatures hold no ORB keypoints; rerun the analysis with local verification on")
-    candidates = cosine_pairs(embeddings, options.candidate_similarity, kind="local",
-                              max_per_record=options.max_candidates_per_record)
-    signatures = pictures.column(column).to_pylist()
-    criteria = CopyCriteria(options.min_inliers, options.min_inlier_ratio, options.min_appearance,
-                            options.max_hue_conflict, options.min_frame_appearance)
-    unpacked: dict[int, LocalFeatures] = {}
+        column = SIGNATURE_PREFIX + SIGNATURE_NAME
+        if column not in pictures.column_names:
+            raise ValueError("the signatures hold no ORB keypoints; rerun the analysis with local verification on")
+        self.signatures = pictures.column(column).to_pylist()
+        self.options = options
+        self.criteria = CopyCriteria(options.min_inliers, options.min_inlier_ratio, options.min_appearance,
+                                     options.max_hue_conflict, options.min_frame_appearance)
+        self._unpacked: dict = {}
 
-    def features(row: int) -> LocalFeatures:
-        if row not in unpacked:
-            unpacked[row] = unpack_orb(signatures[row])
-        return unpacked[row]
+    def features(self, row: int):
+        from dedupkit.signatures.local import unpack_orb
 
-    confirmed: dict[str, tuple[list, list]] = {"local": ([], []), "thumbnail": ([], [])}
-    for index, (i, j) in enumerate(zip(candidates.i.tolist(), candidates.j.tolist())):
-        verification = (confirm_copy(features(i), features(j), criteria, mirror=options.flip)
-                        or confirm_copy(features(j), features(i), criteria, mirror=options.flip))
+        if row not in self._unpacked:
+            self._unpacked[row] = unpack_orb(self.signatures[row])
+        return self._unpacked[row]
+
+    def confirm(self, i: int, j: int) -> tuple[str, float] | None:
+        """("local", 1 - inlier ratio) when keypoints confirm the pair, ("thumbnail", 1 - correlation)
+        when the whole frames do, None otherwise.
+
+        Keypoint matching is not symmetric (ratio test from one side, appearance warped one
+        way), so a pair is checked from both ends, and with `flip` against each end's mirror.
+        """
+        from dedupkit.signatures.local import confirm_copy, confirm_whole_frame
+
+        first, second, mirror = self.features(i), self.features(j), self.options.flip
+        verification = (confirm_copy(first, second, self.criteria, mirror=mirror)
+                        or confirm_copy(second, first, self.criteria, mirror=mirror))
         if verification is not None:
-            kind, distance = "local", 1.0 - verification.inlier_ratio
-        else:
-            verification = confirm_whole_frame(features(i), features(j), criteria, mirror=options.flip)
-            if verification is None:
-                continue
-            kind, distance = "thumbnail", 1.0 - verification.appearance
-        confirmed[kind][0].append(index)
-        confirmed[kind][1].append(distance)
-    pair_sets = []
-    for kind, (rows, distances) in confirmed.items():
-        rows = np.asarray(rows, dtype=np.int64)
-        pair_sets.append(Pairs(candidates.i[rows], candidates.j[rows], np.asarray(distances, dtype=np.float32), kind))
-    return pair_sets
+            return "local", 1.0 - verification.inlier_ratio
+        verification = confirm_whole_frame(first, second, self.criteria, mirror=mirror)
+        return None if verification is None else ("thumbnail", 1.0 - verification.appearance)
+
+    def agree(self, i: int, j: int) -> bool:
+        """Whether the thumbnails confirm a pair; two flat pictures (no keypoints, no thumbnail) cannot tell."""
+        if not self.signatures[i] and not self.signatures[j]:
+            return True
+        return self.confirm(i, j) is not None
+
+    def verified_candidates(self, embeddings: np.ndarray) -> list[Pairs]:
+        """Embedding candidates at the loose `candidate_similarity` that the thumbnails confirm.
+
+        The loose search bounds the work: only its pairs are checked, and of those only each
+        record's `max_candidates_per_record` nearest.  One pair set per way of confirming:
+        "local" (ORB keypoints under one geometric transform; distance 1 - the share of the
+        keypoints in the shared view that match) and "thumbnail" (a picture too small or
+        plain for keypoints whose frame has the other's shape, one grey thumbnail scaled onto
+        the other; distance 1 - their correlation).
+        """
+        candidates = cosine_pairs(embeddings, self.options.candidate_similarity, kind="local",
+                                  max_per_record=self.options.max_candidates_per_record)
+        confirmed: dict[str, tuple[list, list]] = {"local": ([], []), "thumbnail": ([], [])}
+        for index, (i, j) in enumerate(zip(candidates.i.tolist(), candidates.j.tolist())):
+            found = self.confirm(i, j)
+            if found is not None:
+                kind, distance = found
+                confirmed[kind][0].append(index)
+                confirmed[kind][1].append(distance)
+        pair_sets = []
+        for kind, (rows, distances) in confirmed.items():
+            rows = np.asarray(rows, dtype=np.int64)
+            pair_sets.append(Pairs(candidates.i[rows], candidates.j[rows], np.asarray(distances, dtype=np.float32), kind))
+        return pair_sets
 
 
 def _near_detail(kind: str, distance: float) -> str:

@@ -20,10 +20,11 @@ class DedupOptions:
     (ORB keypoints under one similarity transform, checked from both ends and against
     each end's mirror; the aligned grey thumbnails correlate at 0.95; colours do not
     conflict), or, for pictures too small or plain for keypoints, when the same-shaped
-    frames' thumbnails correlate at 0.95 scaled onto each other.  On the held-out half:
-    78.8 % of copies removed, 0.8 % of distinct pictures lost (5 of 620; without the
-    whole-frame check 76.9 % and the same 5; before mirrored keypoints and the colour
-    check: 70.2 % and 0.6 %; embeddings at 0.93 without local verification: 52 % and 1.1 %; imagededup
+    frames' thumbnails correlate at 0.95 scaled onto each other.  Hash pairs must pass the
+    same thumbnail check (a nearly blank picture's pHash collides with others at 0 bits).
+    On the held-out half: 79.0 % of copies removed, 0.3 % of distinct pictures lost (2 of
+    620; before the whole-frame and hash checks 76.9 % and 5; before mirrored keypoints
+    and the colour check: 70.2 % and 0.6 %; embeddings at 0.93 without local verification: 52 % and 1.1 %; imagededup
     PHash at 10: 49 % and 6.6 %).  Greyscale and mildly recoloured copies are copies;
     the same drawing with some parts in other colours is not.
     """
@@ -41,9 +42,11 @@ class DedupOptions:
     """Keeper of a cluster: largest (most pixels), first (input order), prefer-unmarked."""
     search_method: str = "auto"
     verify_local: bool = True
-    """Also confirm looser embedding candidates by local features (ORB keypoints under one
-    similarity transform): catches crops, padding, rotations and overlays that score below
-    `min_similarity`.  Needs the "orb" signature (dedupkit.signatures.local)."""
+    """With an embedder: also confirm looser embedding candidates by local features (ORB
+    keypoints under one similarity transform): catches crops, padding, rotations and
+    overlays that score below `min_similarity`; and require the same thumbnail agreement of
+    hash pairs (nearly blank pictures collide in pHash).  Needs the "orb" signature
+    (dedupkit.signatures.local)."""
     candidate_similarity: float = 0.7
     """Embedding cosine at or above which a pair is a candidate for local verification."""
     max_candidates_per_record: int = 20
