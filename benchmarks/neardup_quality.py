@@ -23,7 +23,12 @@ Metrics, per method and half:
 - distinct lost: families whose every member was dropped in favour of another family;
 - false merges: records dropped in favour of a record of another family;
 - per-transform recall: the copy and its original were tied together, whichever is kept;
-  the same for the copies of small pictures.
+  the same for the copies of small pictures;
+- look-alikes dropped: of 1,000 distinct Fashion-MNIST test images (28 px garments, all
+  centred in the same frame: the homogeneous, low-resolution data on which a thumbnail
+  comparison merges things that are merely alike), how many are dropped as duplicates.
+  Fashion-MNIST holds a few near-copies of its own, so the count is read against the
+  keypoint-only verification's, not against zero.
 
     python benchmarks/neardup_quality.py                 # build/reuse the set, print the test half
     python benchmarks/neardup_quality.py --calibrate     # also the grid of variants on the dev half
@@ -79,7 +84,8 @@ APPEARANCES = (0.85, 0.9, 0.95)
 # removed, for three times the pairs to verify.
 CANDIDATES = (0.7,)
 # Grey-thumbnail correlation of the whole-frame check (candidates the keypoints cannot confirm).
-FRAME_APPEARANCES = (0.9, 0.93, 0.97)
+FRAME_APPEARANCES = (0.95, 0.97, 0.98)
+LOOKALIKES = 1000
 TARGET_REMOVED, TARGET_LOST_SHARE = 0.95, 0.005
 # The defaults before local verification: global signatures only.
 GLOBAL_BASELINE = "phash 0 + flip, embedding 0.93"
@@ -321,6 +327,29 @@ def _quiet_imagededup() -> None:
 # ----------------------------------------------------------------------------- scoring
 
 
+def build_lookalikes(count: int, folder: Path) -> Path:
+    """`count` distinct Fashion-MNIST test images as PNG files (distinct by pixels)."""
+    from dedupkit.verify.datasets import load_fashion_mnist
+
+    images = folder / "images"
+    if not (folder / "complete").exists():
+        images.mkdir(parents=True, exist_ok=True)
+        pictures, seen = load_fashion_mnist("test")[0], set()
+        for index, picture in enumerate(pictures):
+            if picture.tobytes() in seen:
+                continue
+            seen.add(picture.tobytes())
+            Image.fromarray(picture, "L").save(images / f"{index:05d}.png")
+            if len(seen) >= count:
+                break
+        (folder / "complete").write_text(str(len(seen)))
+    return folder
+
+
+def lookalikes_dropped(table: pa.Table, options: DedupOptions) -> int:
+    return len(dedupkit_outcome(table, options).dropped)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """One method's decision on one half: which files it drops and the file kept in their place."""
@@ -435,8 +464,9 @@ def local_variant_name(similarity: float, candidate: float, inliers: int, ratio:
     return f"phash 0+flip, emb {similarity}, local {candidate}/{inliers}/{ratio}/{appearance}"
 
 
-def calibrated_choice(dev: dict[str, dict]) -> str:
-    """The dev-half variant that removes the most copies while losing no more pictures than allowed.
+def calibrated_choice(dev: dict[str, dict], lookalikes: dict[str, int]) -> str:
+    """The dev-half variant that removes the most copies while losing no more pictures than allowed,
+    and dropping no more Fashion-MNIST look-alikes than local verification at its first thresholds.
 
     Allowed: the target share, or when no variant reaches it, as many as the local
     verification lost at its earlier thresholds (`LOSS_REFERENCE_THRESHOLDS`), so that a new
@@ -445,11 +475,15 @@ def calibrated_choice(dev: dict[str, dict]) -> str:
     held-out pictures against 0.9 % on dev, so the allowance was tightened, after that
     held-out number had been seen.)  Some openclipart pictures are mirror images,
     recolourings or re-framings of others, which every flip- and colour-tolerant
-    setting merges.
+    setting merges.  Since 2026-11-26 the Fashion-MNIST look-alikes bound the pick as
+    well: the thresholds chosen before they were measured (12 inliers, ratio 0.08) drop 24
+    of the 1,000 distinct garments, the reference thresholds 9.
     """
     ours = {name: r for name, r in dev.items() if not name.startswith("imagededup")}
     allowed = max(TARGET_LOST_SHARE, ours[local_variant_name(*LOSS_REFERENCE_THRESHOLDS)]["distinct_lost_share"])
-    within = [name for name, r in ours.items() if r["distinct_lost_share"] <= allowed]
+    lookalikes_allowed = lookalikes[local_variant_name(*LOSS_REFERENCE_THRESHOLDS)]
+    within = [name for name, r in ours.items()
+              if r["distinct_lost_share"] <= allowed and lookalikes[name] <= lookalikes_allowed]
     return max(within, key=lambda name: (ours[name]["copies_removed"], -ours[name]["false_merges"]))
 
 
@@ -519,10 +553,19 @@ def main(argv: list[str] | None = None) -> int:
     report = {"set": asdict(config), "files": len(labels), "phash_equal_to_imagededup": matches,
               "transforms": {"single": list(SINGLE_TRANSFORMS), "combinations": COMBINATIONS}}
     shown = _report_variants(variants)
+    lookalike_folder = build_lookalikes(LOOKALIKES, CACHE / f"lookalikes_fashion_{LOOKALIKES}")
+    lookalike_table = with_local_features(lookalike_folder, analyse(lookalike_folder))
+    lookalike_encodings = imagededup_encodings(lookalike_folder)
+    report["lookalikes"] = {"images": lookalike_table.num_rows, "dropped": {
+        **{f"imagededup PHash {t}": len(imagededup_outcome(lookalike_encodings, t).dropped) for t in (10, 6)},
+        **{name: lookalikes_dropped(lookalike_table, variants[name]) for name in (variants if args.calibrate else shown)}}}
+    print("\nFashion-MNIST look-alikes dropped (of "
+          f"{lookalike_table.num_rows} distinct): " + ", ".join(f"{name} {count}" for name, count in report["lookalikes"]["dropped"].items()
+                                                               if name in shown or name.startswith("imagededup")))
     if args.calibrate:
         report["dev"] = evaluate(labels, table, encodings, "dev", variants, peers=True)
         print_table("dev half (calibration grid)", report["dev"])
-        report["calibrated_choice"] = calibrated_choice(report["dev"])
+        report["calibrated_choice"] = calibrated_choice(report["dev"], report["lookalikes"]["dropped"])
         print(f"\ncalibrated on the dev half: {report['calibrated_choice']}")
         shown.append(report["calibrated_choice"])
     report["test"] = evaluate(labels, table, encodings, "test", {name: variants[name] for name in shown}, peers=True)

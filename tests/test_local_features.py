@@ -256,8 +256,8 @@ def _shrunk_jpeg(image: Image.Image, factor: float = 0.4, quality: int = 60) -> 
 
 def test_small_copy_without_keypoint_agreement_is_confirmed_whole(small_drawings):
     criteria = CopyCriteria(**{name: getattr(DedupOptions(), name) for name in
-                               ("min_inliers", "min_inlier_ratio", "min_appearance", "max_hue_conflict",
-                                "min_frame_appearance")})
+                               ("min_inliers", "min_inlier_ratio", "min_appearance", "max_hue_conflict")},
+                            min_frame_appearance=0.95)
     for label in ("bat", "echidna"):
         original = unpack_orb(orb_signature(small_drawings[label]))
         copy = unpack_orb(orb_signature(_shrunk_jpeg(small_drawings[label])))
@@ -296,9 +296,10 @@ def test_decision_names_whole_frame_copies_and_can_turn_them_off(small_drawings)
     images = {"bat.png": small_drawings["bat"], "bat_small.jpg": _shrunk_jpeg(small_drawings["bat"]),
               "echidna.png": small_drawings["echidna"]}
     table = _table(images, vectors)
-    verdicts = decide_duplicates(table, DedupOptions(hash_radius=()))
+    options = DedupOptions(hash_radius=(), min_frame_appearance=0.95)
+    verdicts = decide_duplicates(table, options)
     assert verdicts.status == [KEPT, DROPPED, KEPT]
     assert verdicts.dup_kind[1] == "thumbnail" and verdicts.keeper_key[1] == "bat.png"
     assert 0.0 <= verdicts.distance[1] <= 0.05
     assert verdicts.reason[1].startswith("near duplicate of bat.png (same frame, thumbnails correlate at 0.9")
-    assert decide_duplicates(table, DedupOptions(hash_radius=(), min_frame_appearance=None)).status == [KEPT] * 3
+    assert decide_duplicates(table, replace(options, min_frame_appearance=None)).status == [KEPT] * 3

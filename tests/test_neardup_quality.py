@@ -151,3 +151,17 @@ def test_min_similarity_is_a_hard_line(analysed):
     hashes_off = dict(hash_radius=(), embedder="efficientnet-lite0", verify_local=False)
     assert sorted(_status(pair, DedupOptions(min_similarity=similarity - 1e-3, **hashes_off))) == [DROPPED, KEPT]
     assert _status(pair, DedupOptions(min_similarity=similarity + 1e-3, **hashes_off)) == [KEPT, KEPT]
+
+
+def test_whole_frame_check_merges_no_garment_that_keypoints_keep_apart(tmp_path):
+    """Fashion-MNIST garments: 28 px, all centred in one frame, where thumbnails of distinct
+    shirts correlate at 0.95.  At the default bar the whole-frame check drops none of them
+    beyond what keypoint verification drops; at 0.95 it would."""
+    try:
+        folder = benchmark.build_lookalikes(150, tmp_path / "garments")
+    except FileNotFoundError:
+        pytest.skip("dataset-fashion-mnist is not installed")
+    table = benchmark.with_local_features(folder, benchmark.analyse(folder))
+    keypoints_only = benchmark.lookalikes_dropped(table, DedupOptions(min_frame_appearance=None))
+    assert benchmark.lookalikes_dropped(table, DedupOptions()) == keypoints_only
+    assert benchmark.lookalikes_dropped(table, DedupOptions(min_frame_appearance=0.95)) > keypoints_only
