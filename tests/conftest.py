@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import sys
 import tarfile
 from pathlib import Path
 
@@ -12,6 +14,21 @@ import pytest
 from PIL import Image
 
 from dedupkit.samples import encode, load_rgb, real_images
+
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def load_module(relative_path: str):
+    """A repository script (benchmarks/..., scripts/...) imported as a module, registered in
+    sys.modules first: its dataclasses look their module up while being defined."""
+    path = REPOSITORY / relative_path
+    name = path.stem + "_under_test"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def thumbnails(count: int, max_side: int = 96) -> list[Image.Image]:

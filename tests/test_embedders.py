@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-from pathlib import Path
 
 import huggingface_hub.constants
 import numpy as np
@@ -17,6 +15,7 @@ import skimage.data
 import torch
 from PIL import Image
 
+from conftest import load_module
 from dedupkit.records import Record
 from dedupkit.signatures import codes_from_column, embeddings_from_column
 from dedupkit.signatures.embedders import (
@@ -114,20 +113,12 @@ def test_embedding_stage_keeps_order_and_round_trips_through_parquet(efficientne
     assert np.array_equal(codes_from_column(stored["embedding_code"]), binary_codes(expected))
 
 
-def load_script(name: str):
-    path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(params=[".pt", ".safetensors"])
 def tiny_clip_checkpoint(request, tmp_path):
     config = tmp_path / f"{TINY_CLIP}.json"
     config.write_text(json.dumps(TINY_CLIP_CONFIG))
     open_clip.add_model_config(config)
-    checkpoint = load_script("save_random_clip_checkpoint").save_random_checkpoint(
+    checkpoint = load_module("scripts/save_random_clip_checkpoint.py").save_random_checkpoint(
         TINY_CLIP, tmp_path / f"tiny-random{request.param}", seed=0
     )
     torch.manual_seed(0)

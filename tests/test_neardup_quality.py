@@ -8,9 +8,6 @@ hashes, embeddings) is shared by the whole module.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from conftest import load_module
 from dedupkit.pipeline import CleanOptions, run_clean
 from dedupkit.records import DROPPED, KEPT
 from dedupkit.samples import OPENCLIPART, OPENCV_PHOTOS, load_rgb, skimage_photos
@@ -25,7 +23,6 @@ from dedupkit.search.decide import decide_duplicates
 from dedupkit.search.options import DedupOptions
 from dedupkit.signatures.columns import embeddings_from_column, hashes_from_column
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "neardup_quality.py"
 CHESSBOARD_VIEWS = [f"left{n:02d}.jpg" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14)]
 # Distinct drawings of one category.  (Not the playing cards in recreation/games/cards/simple:
 # the embeddings put the two and the three of clubs at cosine 0.94, above the default 0.93.)
@@ -37,15 +34,7 @@ SAME_DRAWING_TWICE = {"sleeping_cat_rgolan_sup_r.png"}
 RELIABLE_TRANSFORMS = ("resize", "jpeg", "flip", "grayscale", "resize+jpeg")
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("neardup_quality_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(module)
-    return module
-
-
-benchmark = load_benchmark()
+benchmark = load_module("benchmarks/neardup_quality.py")
 
 
 def _sized(image: Image.Image, long_side: int) -> Image.Image:

@@ -21,7 +21,7 @@ from dedupkit.decode import pixel_digest
 from dedupkit.pipeline import CleanOptions, RunError, run_clean
 from dedupkit.search.decide import DedupOptions
 from dedupkit.samples import bad_inputs, build_sample_dataset, encode, load_rgb, real_images
-from dedupkit.sources import SourceError, open_source
+from dedupkit.sources import open_source
 
 CLI = [sys.executable, "-m", "dedupkit.cli"]
 # Pipeline tests switch off the stages they do not test (copyright tags, watermarks):

@@ -1,19 +1,10 @@
 """The full mitigation benchmark (about an hour on 2 free cores): slow, run with -m slow."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "mitigation.py"
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("mitigation_benchmark", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import REPOSITORY, load_module
 
 
 def kept_share(left: str) -> float:
@@ -25,9 +16,9 @@ def kept_share(left: str) -> float:
 def test_dedupkit_cleaning_cuts_replication_by_ninety_percent_and_keeps_the_distinct_images():
     # At the CPU budget a perceptual hash already removes everything the model can memorize,
     # so the two cleaners tie on copies (the README says so); they differ in what they keep.
-    benchmark = load_benchmark()
+    benchmark = load_module("benchmarks/mitigation.py")
     assert benchmark.main(["--config", "cpu"]) == 0
-    report = json.loads((BENCHMARK.parent / "results" / "mitigation_cpu.json").read_text())
+    report = json.loads((REPOSITORY / "benchmarks" / "results" / "mitigation_cpu.json").read_text())
     arms = {name: arm["distinct_groups_replicated"] for name, arm in report["arms"].items()}
     assert report["control"]["replicated"]["count"] == 0
     assert arms["raw"] > 0
