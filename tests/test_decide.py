@@ -82,3 +82,24 @@ def test_nearly_blank_pictures_colliding_in_phash_are_not_copies(tmp_path):
     assert {row["distance"] for row in hash_only if row["status"] == "dropped"} == {0.0}
     run_clean(str(src), tmp_path / "verified", CleanOptions(dedup=DedupOptions(), **PLAIN))
     assert [row["status"] for row in manifest(tmp_path / "verified")] == ["kept"] * 4
+
+
+def test_small_hash_copy_passes_the_thumbnail_check(tmp_path):
+    """A 96 px drawing and its 38 px JPEG: the same pHash, too small for keypoints, thumbnails
+    correlating at 0.986 (under the whole-frame bar of a loose embedding candidate): the whole
+    frames decide at the keypoint path's appearance bar, because the hash already agrees."""
+    from pathlib import Path
+
+    from dedupkit.decode import flatten_alpha
+
+    path = Path("/usr/share/openclipart/png/animals/mammals/a_simple_pig_01.png")
+    if not path.exists():
+        pytest.skip("openclipart-png is not installed")
+    drawing = flatten_alpha(Image.open(path).convert("RGBA")).convert("RGB")
+    drawing.thumbnail((96, 96))
+    small = drawing.resize((drawing.width * 2 // 5, drawing.height * 2 // 5), Image.Resampling.LANCZOS)
+    src = write_folder(tmp_path / "src", {"pig.png": png(drawing), "pig_small.jpg": jpeg(small, 60)})
+    run_clean(str(src), tmp_path / "out", CleanOptions(dedup=DedupOptions(), **PLAIN))
+    rows = {row["key"]: row for row in manifest(tmp_path / "out")}
+    assert rows["pig_small.jpg"]["status"] == "dropped" and rows["pig_small.jpg"]["dup_kind"] == "hash"
+    assert rows["pig_small.jpg"]["keeper_key"] == "pig.png" and rows["pig_small.jpg"]["distance"] == 0.0

@@ -10,7 +10,7 @@ near duplicate, so are its copies, in favour of the same keeper.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -163,6 +163,8 @@ class ThumbnailCheck:
         self.options = options
         self.criteria = CopyCriteria(options.min_inliers, options.min_inlier_ratio, options.min_appearance,
                                      options.max_hue_conflict, options.min_frame_appearance)
+        # A hash pair already agrees globally: its whole frames need only the keypoint path's appearance bar.
+        self.hash_criteria = replace(self.criteria, min_frame_appearance=options.min_appearance)
         self._unpacked: dict = {}
 
     def features(self, row: int):
@@ -172,28 +174,29 @@ class ThumbnailCheck:
             self._unpacked[row] = unpack_orb(self.signatures[row])
         return self._unpacked[row]
 
-    def confirm(self, i: int, j: int) -> tuple[str, float] | None:
+    def confirm(self, i: int, j: int, criteria=None) -> tuple[str, float] | None:
         """("local", 1 - inlier ratio) when keypoints confirm the pair, ("thumbnail", 1 - correlation)
-        when the whole frames do, None otherwise.
+        when the whole frames do, None otherwise (`criteria`: the embedding candidates' by default).
 
         Keypoint matching is not symmetric (ratio test from one side, appearance warped one
         way), so a pair is checked from both ends, and with `flip` against each end's mirror.
         """
         from dedupkit.signatures.local import confirm_copy, confirm_whole_frame
 
+        criteria = criteria or self.criteria
         first, second, mirror = self.features(i), self.features(j), self.options.flip
-        verification = (confirm_copy(first, second, self.criteria, mirror=mirror)
-                        or confirm_copy(second, first, self.criteria, mirror=mirror))
+        verification = (confirm_copy(first, second, criteria, mirror=mirror)
+                        or confirm_copy(second, first, criteria, mirror=mirror))
         if verification is not None:
             return "local", 1.0 - verification.inlier_ratio
-        verification = confirm_whole_frame(first, second, self.criteria, mirror=mirror)
+        verification = confirm_whole_frame(first, second, criteria, mirror=mirror)
         return None if verification is None else ("thumbnail", 1.0 - verification.appearance)
 
     def agree(self, i: int, j: int) -> bool:
-        """Whether the thumbnails confirm a pair; two flat pictures (no keypoints, no thumbnail) cannot tell."""
+        """Whether the thumbnails confirm a hash pair; two flat pictures (no keypoints, no thumbnail) cannot tell."""
         if not self.signatures[i] and not self.signatures[j]:
             return True
-        return self.confirm(i, j) is not None
+        return self.confirm(i, j, self.hash_criteria) is not None
 
     def verified_candidates(self, embeddings: np.ndarray) -> list[Pairs]:
         """Embedding candidates at the loose `candidate_similarity` that the thumbnails confirm.

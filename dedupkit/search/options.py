@@ -22,13 +22,14 @@ class DedupOptions:
     transform, checked from both ends and against each end's mirror; the aligned grey
     thumbnails correlate at 0.95; colours do not conflict), or, for pictures too small
     or plain for keypoints, when the same-shaped frames' thumbnails correlate at 0.99
-    scaled onto each other.  Hash pairs must pass the same thumbnail check (a nearly
-    blank picture's pHash collides with others at 0 bits).  On the held-out half: 77.1 %
+    scaled onto each other.  Hash pairs must pass the thumbnail check too, their whole
+    frames at 0.95 (a nearly blank picture's pHash collides with others at 0 bits).  On
+    the held-out half: 77.4 %
     of copies removed, 0.3 % of distinct pictures lost (2 of 620), 9 of the 1,000
     garments dropped (before the whole-frame and hash checks, at 12 keypoints and a
     ratio of 0.08: 76.9 %, 5 pictures and 24 garments; embeddings at 0.93 without local
     verification: 52 % and 1.1 %; imagededup PHash at 10: 49 %, 6.6 % and 294 garments).
-    A whole-frame bar of 0.95 would remove 2.6 points more copies on the dev half and drop
+    A whole-frame bar of 0.95 would remove 1.5 points more copies on the dev half and drop
     127 garments.
     Greyscale and mildly recoloured copies are copies; the same drawing with some parts
     in other colours is not.
@@ -49,8 +50,8 @@ class DedupOptions:
     verify_local: bool = True
     """With an embedder: also confirm looser embedding candidates by local features (ORB
     keypoints under one similarity transform): catches crops, padding, rotations and
-    overlays that score below `min_similarity`; and require the same thumbnail agreement of
-    hash pairs (nearly blank pictures collide in pHash).  Needs the "orb" signature
+    overlays that score below `min_similarity`; and require thumbnail agreement of hash
+    pairs too, whole frames at `min_appearance` (nearly blank pictures collide in pHash).  Needs the "orb" signature
     (dedupkit.signatures.local)."""
     candidate_similarity: float = 0.7
     """Embedding cosine at or above which a pair is a candidate for local verification."""
