@@ -47,7 +47,7 @@ their own orientation without the colour test.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -286,16 +286,10 @@ class CopyCriteria:
 
 def confirm_copy(first: LocalFeatures, second: LocalFeatures, criteria: CopyCriteria,
                  mirror: bool = True) -> Verification | None:
-    """The verification that makes the pair a copy: as is, else (with `mirror`, when `second`
-    holds mirrored keypoints) against `second`'s mirror; None if neither does."""
-    verification = verify_pair(first, second, criteria.min_inliers)
-    if criteria.accepts(verification):
-        return verification
-    mirrored_second = second.mirrored() if mirror else None
-    if mirrored_second is None:
-        return None
-    verification = replace(verify_pair(first, mirrored_second, criteria.min_inliers), mirrored=True)
-    return verification if criteria.accepts(verification) else None
+    """The keypoint verification that makes the pair a copy: as is, else (with `mirror`, when
+    `second` holds mirrored keypoints) against `second`'s mirror; None if neither does."""
+    return _as_is_or_mirrored(first, second, criteria, mirror,
+                              lambda one, other: verify_pair(one, other, criteria.min_inliers))
 
 
 def verify_whole_frame(first: LocalFeatures, second: LocalFeatures) -> Verification | None:
@@ -314,13 +308,23 @@ def confirm_whole_frame(first: LocalFeatures, second: LocalFeatures, criteria: C
                         mirror: bool = True) -> Verification | None:
     """The whole-frame verification that makes the pair a copy (as is, else against `second`'s
     mirror when `mirror`); None if neither does."""
+    return _as_is_or_mirrored(first, second, criteria, mirror, verify_whole_frame)
+
+
+def _as_is_or_mirrored(first: LocalFeatures, second: LocalFeatures, criteria: CopyCriteria, mirror: bool,
+                       verify: Callable[[LocalFeatures, LocalFeatures], Verification | None]) -> Verification | None:
+    """`verify(first, second)` if the criteria accept it, else (with `mirror`, when `second` holds
+    a mirror) the same against `second`'s mirror, marked mirrored; None if neither passes.
+    The mirror is only built when the pair as is fails."""
+    verification = verify(first, second)
+    if verification is not None and criteria.accepts(verification):
+        return verification
     mirrored_second = second.mirrored() if mirror else None
-    for other, mirrored in ((second, False), (mirrored_second, True)):
-        if other is None:
-            continue
-        verification = verify_whole_frame(first, other)
-        if verification is not None and criteria.accepts(verification):
-            return replace(verification, mirrored=mirrored)
+    if mirrored_second is None:
+        return None
+    verification = verify(first, mirrored_second)
+    if verification is not None and criteria.accepts(verification):
+        return replace(verification, mirrored=True)
     return None
 
 
