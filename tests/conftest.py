@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from dedupkit.samples import encode, load_rgb, real_images
+from dedupkit.decode import flatten_alpha
+from dedupkit.samples import OPENCLIPART, encode, load_rgb, real_images
 
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -29,6 +30,17 @@ def load_module(relative_path: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def small_drawing(name: str, side: int = 96) -> Image.Image:
+    """An openclipart drawing (`name` under its png folder) flattened on white, at most `side` px;
+    skips the test when openclipart-png is not installed."""
+    path = OPENCLIPART / name
+    if not path.exists():
+        pytest.skip("openclipart-png is not installed")
+    drawing = flatten_alpha(Image.open(path).convert("RGBA")).convert("RGB")
+    drawing.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return drawing
 
 
 def thumbnails(count: int, max_side: int = 96) -> list[Image.Image]:

@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from conftest import jpeg, png, write_folder
+from conftest import jpeg, png, small_drawing, write_folder
 from dedupkit.pipeline import CleanOptions, run_clean
 from dedupkit.search.decide import DedupOptions
 from test_pipeline import PLAIN, manifest
@@ -88,15 +88,7 @@ def test_small_hash_copy_passes_the_thumbnail_check(tmp_path):
     """A 96 px drawing and its 38 px JPEG: the same pHash, too small for keypoints, thumbnails
     correlating at 0.986 (under the whole-frame bar of a loose embedding candidate): the whole
     frames decide at the keypoint path's appearance bar, because the hash already agrees."""
-    from pathlib import Path
-
-    from dedupkit.decode import flatten_alpha
-
-    path = Path("/usr/share/openclipart/png/animals/mammals/a_simple_pig_01.png")
-    if not path.exists():
-        pytest.skip("openclipart-png is not installed")
-    drawing = flatten_alpha(Image.open(path).convert("RGBA")).convert("RGB")
-    drawing.thumbnail((96, 96))
+    drawing = small_drawing("animals/mammals/a_simple_pig_01.png")
     small = drawing.resize((drawing.width * 2 // 5, drawing.height * 2 // 5), Image.Resampling.LANCZOS)
     src = write_folder(tmp_path / "src", {"pig.png": png(drawing), "pig_small.jpg": jpeg(small, 60)})
     run_clean(str(src), tmp_path / "out", CleanOptions(dedup=DedupOptions(), **PLAIN))

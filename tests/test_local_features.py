@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import jpeg
+from conftest import jpeg, small_drawing
 from PIL import Image, ImageDraw, ImageOps
 
-from dedupkit.decode import flatten_alpha
 from dedupkit.records import DROPPED, KEPT, SKIPPED, Record
 from dedupkit.search.decide import decide_duplicates
 from dedupkit.search.options import DedupOptions
@@ -31,7 +30,6 @@ from dedupkit.signatures.local import (
 )
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
-OPENCLIPART_ANIMALS = Path("/usr/share/openclipart/png/animals")
 
 
 @pytest.fixture(scope="module")
@@ -239,14 +237,7 @@ def small_drawings() -> dict[str, Image.Image]:
     """Real openclipart drawings as small pictures (96 px), flattened on white."""
     files = {"bat": "mammals/contour_bat.png", "echidna": "mammals/echidna_01.png", "ant": "bugs/ant.png",
              "rooster": "birds/gallo_di_profilo_archite_01.png"}
-    if not all((OPENCLIPART_ANIMALS / name).exists() for name in files.values()):
-        pytest.skip("openclipart-png is not installed")
-    drawings = {}
-    for label, name in files.items():
-        drawing = flatten_alpha(Image.open(OPENCLIPART_ANIMALS / name).convert("RGBA")).convert("RGB")
-        drawing.thumbnail((96, 96), Image.LANCZOS)
-        drawings[label] = drawing
-    return drawings
+    return {label: small_drawing(f"animals/{name}") for label, name in files.items()}
 
 
 def _shrunk_jpeg(image: Image.Image, factor: float = 0.4, quality: int = 60) -> Image.Image:
