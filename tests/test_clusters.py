@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dedupkit.search import NO_CLUSTER, Pairs, cluster_pairs, hamming_pairs, keeper_rank
+from dedupkit.search.pairs import describe_match
 
 
 def hash_pairs(edges, distances=None):
@@ -111,3 +112,12 @@ def test_no_pairs_means_no_clusters():
     assert clusters.keeper.tolist() == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="pair rows"):
         cluster_pairs(2, [hash_pairs([(0, 5)])], keep="first")
+
+
+def test_a_match_is_described_in_its_kind_s_unit():
+    assert describe_match("exact", 0.0) == "exact copy"
+    assert describe_match("hash", 6.0) == "perceptual hash within 6 bits"
+    assert describe_match("embedding", 0.0314) == "embedding cosine 0.969"
+    assert describe_match("local", 0.25) == "local features: 75% of the shared keypoints in one geometric transform"
+    assert describe_match("thumbnail", 0.012) == "same frame: thumbnails correlate at 0.988"
+    assert describe_match("hash", None) == "hash"

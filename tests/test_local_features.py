@@ -169,7 +169,7 @@ def test_decision_confirms_only_the_geometric_copy_among_loose_candidates(photos
     assert verdicts.status == [KEPT, DROPPED, KEPT]
     assert verdicts.dup_kind[1] == "local" and verdicts.keeper_key[1] == "original.png"
     assert 0.0 <= verdicts.distance[1] < 1.0
-    assert verdicts.reason[1].startswith("near duplicate of original.png (local features confirmed")
+    assert verdicts.reason[1].startswith("near duplicate of original.png (local features: ")
 
     for stricter in ({"min_inliers": MAX_KEYPOINTS + 1}, {"min_inlier_ratio": 0.5}, {"candidate_similarity": 0.9},
                      {"min_appearance": 0.95}):
@@ -292,5 +292,5 @@ def test_decision_names_whole_frame_copies_and_can_turn_them_off(small_drawings)
     assert verdicts.status == [KEPT, DROPPED, KEPT]
     assert verdicts.dup_kind[1] == "thumbnail" and verdicts.keeper_key[1] == "bat.png"
     assert 0.0 <= verdicts.distance[1] <= 0.05
-    assert verdicts.reason[1].startswith("near duplicate of bat.png (same frame, thumbnails correlate at 0.9")
+    assert verdicts.reason[1].startswith("near duplicate of bat.png (same frame: thumbnails correlate at 0.9")
     assert decide_duplicates(table, replace(options, min_frame_appearance=None)).status == [KEPT] * 3

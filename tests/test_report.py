@@ -22,7 +22,7 @@ from dedupkit.decode import DecodeLimits
 from dedupkit.pipeline import CleanOptions, RunError, run_clean
 from dedupkit.sources import SourceOptions
 from dedupkit.report import write_cluster_report
-from dedupkit.report.clusters import describe_distance, ordered_clusters
+from dedupkit.report.clusters import ordered_clusters
 from dedupkit.report.html import ThumbnailRequest, make_thumbnails, page_count, pager
 from dedupkit.sources.base import UNIT_STRIDE
 from dedupkit.sources.folder import FolderSource
@@ -271,8 +271,8 @@ def test_near_duplicates_show_their_kind_distance_and_tags(fresh_run):
     page = ReportPage(fresh_run / "report.html")
     figures = page.clusters[0][1]
     assert [f["key"] for f in figures[:3]] == [largest[0]["keeper_key"], copies[1], copies[0]]
-    assert "embedding: 1\u2212cos 0.031" in figures[1]["text"] and "watermarked" in figures[1]["text"]
-    assert "hash: 6 bits apart" in figures[2]["text"]
+    assert "embedding cosine 0.969" in figures[1]["text"] and "watermarked" in figures[1]["text"]
+    assert "perceptual hash within 6 bits" in figures[2]["text"]
     assert "\u00a9 marked" in figures[2]["text"] and "mark 0.87" in figures[2]["text"]
     assert "exact copy" in figures[3]["text"] and "marked" not in figures[3]["text"]
     exact = sum(r["status"] == "dropped" and r["dup_kind"] == "exact" for r in rows)
@@ -381,12 +381,6 @@ def test_clusters_order_keeper_then_least_certain_members():
     [members] = ordered_clusters(table)
     assert [m["key"] for m in members] == ["k", "e2", "e1", "h2", "h1", "x"]
     assert [m["is_keeper"] for m in members] == [True] + [False] * 5
-
-
-def test_distance_is_described_in_its_kind_s_unit():
-    assert describe_distance("exact", 0.0) == "exact copy"
-    assert describe_distance("hash", 6.0) == "hash: 6 bits apart"
-    assert describe_distance("embedding", 0.0314) == "embedding: 1\u2212cos 0.031"
 
 
 def test_pager_folds_long_runs_and_disables_ends():

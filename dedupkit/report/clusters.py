@@ -44,6 +44,7 @@ from dedupkit.report.html import (
     table,
     write_page,
 )
+from dedupkit.search.pairs import describe_match
 from dedupkit.sinks.manifest import column_or_nones
 from dedupkit.sources.base import SourceError
 
@@ -339,29 +340,12 @@ def _member_figure(member: dict, thumbnail: Thumbnail | None, layout: Layout, fr
     else:
         status = member.get("status") or "?"
         role = f'<span class="badge {escape(status)}">{escape(status)}</span>'
-        how = f"<div>{escape(describe_distance(member.get('dup_kind'), member.get('distance')))}</div>"
+        how = f"<div>{escape(describe_match(member.get('dup_kind'), member.get('distance')))}</div>"
     size = _size(member)
     badges = "".join(f'<span class="badge">{escape(b)}</span>' for b in _badges(member))
     return (f'<figure class="member{" keeper" if member["is_keeper"] else ""}" title="{hint}">{picture}'
             f'<figcaption>{role}{badges}<span class="key">{key}</span>'
             f'<div class="muted">{escape(size)}</div>{how}</figcaption></figure>')
-
-
-def describe_distance(kind: str | None, distance: float | None) -> str:
-    """How a member was matched to its keeper, in the unit its kind measures in."""
-    if kind == "exact":
-        return "exact copy"
-    if distance is None:
-        return kind or "unknown match"
-    if kind == "hash":
-        return f"hash: {int(round(distance))} bits apart"
-    if kind == "embedding":
-        return f"embedding: 1\u2212cos {distance:.3f}"
-    if kind == "local":
-        return f"local features: {100 * (1 - distance):.0f} % of shared keypoints agree"
-    if kind == "thumbnail":
-        return f"same frame: thumbnails correlate at {1 - distance:.3f}"
-    return f"{kind or 'match'}: distance {distance:g}"
 
 
 def _size(member: dict) -> str:

@@ -21,7 +21,7 @@ from dedupkit.search.clusters import NO_CLUSTER, cluster_pairs, keeper_rank
 from dedupkit.search.cosine import cosine_pairs
 from dedupkit.search.hamming import hamming_pairs
 from dedupkit.search.options import DedupOptions
-from dedupkit.search.pairs import Pairs
+from dedupkit.search.pairs import Pairs, describe_match
 from dedupkit.signatures.columns import embeddings_from_column, hashes_from_column
 from dedupkit.signatures.exact import find_exact_duplicates
 
@@ -102,7 +102,7 @@ def decide_duplicates(table: pa.Table, options: DedupOptions | None) -> Verdicts
             reason[row] = f"exact duplicate of {keys[keeper]} ({how})"
         else:
             dup_kind[row], distance[row] = near_kind[picture], float(near_distance[picture])
-            detail = _near_detail(near_kind[picture], near_distance[picture])
+            detail = describe_match(near_kind[picture], near_distance[picture])
             via = "" if picture == row else f" (via its exact copy {keys[picture]}, {how})"
             reason[row] = f"near duplicate of {keys[keeper]} ({detail}){via}"
     status[dropped] = DROPPED
@@ -222,18 +222,6 @@ class ThumbnailCheck:
             rows = np.asarray(rows, dtype=np.int64)
             pair_sets.append(Pairs(candidates.i[rows], candidates.j[rows], np.asarray(distances, dtype=np.float32), kind))
         return pair_sets
-
-
-def _near_detail(kind: str, distance: float) -> str:
-    if kind == "hash":
-        return f"perceptual hash within {int(distance)} bits"
-    if kind == "embedding":
-        return f"embedding cosine {1 - distance:.3f}"
-    if kind == "local":
-        return f"local features confirmed, {1 - distance:.0%} of the shared keypoints in one geometric transform"
-    if kind == "thumbnail":
-        return f"same frame, thumbnails correlate at {1 - distance:.3f}"
-    return f"{kind} distance {distance:.3g}"
 
 
 def _column_or(table: pa.Table, name: str, default) -> np.ndarray:

@@ -48,3 +48,21 @@ class Pairs:
         first = np.ones(lo.shape[0], dtype=bool)
         first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
         return cls(lo[first], hi[first], distance[first], kind)
+
+
+def describe_match(kind: str | None, distance: float | None) -> str:
+    """How a copy was matched to its keeper, in words and in the unit its kind measures in
+    (the manifest's reason and the report's captions say it the same way)."""
+    if kind == "exact":
+        return "exact copy"
+    if distance is None:
+        return kind or "unknown match"
+    if kind == "hash":
+        return f"perceptual hash within {int(round(distance))} bits"
+    if kind == "embedding":
+        return f"embedding cosine {1 - distance:.3f}"
+    if kind == "local":
+        return f"local features: {1 - distance:.0%} of the shared keypoints in one geometric transform"
+    if kind == "thumbnail":
+        return f"same frame: thumbnails correlate at {1 - distance:.3f}"
+    return f"{kind or 'match'}: distance {distance:.3g}"
