@@ -12,6 +12,10 @@
     near-duplicates (cosine ~0.93-0.999 to their source), all pairs at cosine >= 0.95
     with `cosine_pairs` (IVF above 30k vectors).  Recall of the exact pairs is measured
     on sampled query rows (half uniform, half planted copies) against brute force.
+(c) Candidates: the same embeddings searched the way local verification asks for its
+    candidates (`DedupOptions.candidate_similarity`, each record's
+    `max_candidates_per_record` nearest): the loose search that bounds the keypoint checks.
+    Recall: of each sampled query's exact nearest list (brute force), the share found.
 
 Each part runs in its own process so its peak memory (ru_maxrss) is its own; the big
 search runs before imagededup so that the peak is dedupkit's.
@@ -186,13 +190,53 @@ def embedding_part(n: int, dim: int, seed: int, nprobe: int, recall_queries: int
     }
 
 
+def candidate_part(n: int, dim: int, seed: int, nprobe: int, recall_queries: int) -> dict:
+    from dedupkit.search import cosine_pairs
+    from dedupkit.search.cosine import FLAT_MAX_VECTORS, default_nlist
+    from dedupkit.search.options import DedupOptions
+
+    defaults = DedupOptions()
+    threshold, per_record = defaults.candidate_similarity, defaults.max_candidates_per_record
+    rng = np.random.default_rng(seed)
+    embeddings, copies = make_embeddings(rng, n, dim)
+    rss_before = peak_rss_mib()
+    pairs, wall, cpu = timed(cosine_pairs, embeddings, threshold, nprobe=nprobe, max_per_record=per_record)
+    peak_after_search = peak_rss_mib()
+
+    half = recall_queries // 2
+    sample = np.unique(np.concatenate([rng.choice(n, size=half, replace=False), rng.choice(copies, size=half, replace=False)]))
+    queries = embeddings[sample].astype(np.float32)
+    best_similarity = np.full((sample.shape[0], per_record), -np.inf, dtype=np.float32)
+    best_row = np.full((sample.shape[0], per_record), -1, dtype=np.int64)
+    for start in range(0, n, 50_000):
+        similarity = queries @ embeddings[start : start + 50_000].astype(np.float32).T
+        similarity[sample[:, None] == np.arange(start, start + similarity.shape[1])[None, :]] = -np.inf
+        merged_similarity = np.concatenate([best_similarity, similarity], axis=1)
+        merged_row = np.concatenate([best_row, np.broadcast_to(np.arange(start, start + similarity.shape[1]), similarity.shape)], axis=1)
+        keep = np.argpartition(-merged_similarity, per_record - 1, axis=1)[:, :per_record]
+        best_similarity = np.take_along_axis(merged_similarity, keep, axis=1)
+        best_row = np.take_along_axis(merged_row, keep, axis=1)
+    expected = {(int(q), int(other)) for q, others, similarities in zip(sample, best_row, best_similarity)
+                for other, similarity in zip(others, similarities) if similarity >= threshold}
+    found = set(zip(pairs.i.tolist(), pairs.j.tolist()))
+    hits = sum(1 for q, other in expected if (min(q, other), max(q, other)) in found)
+    return {
+        "n": n, "dim": dim, "min_cosine": threshold, "max_per_record": per_record, "storage": "float16",
+        "method": "flat" if n <= FLAT_MAX_VECTORS else "ivf", "nlist": default_nlist(n), "nprobe": nprobe,
+        "pairs": len(pairs), "wall_s": wall, "cpu_s": cpu,
+        "sample_queries": int(sample.shape[0]), "sample_nearest_expected": len(expected),
+        "recall_on_sample": hits / max(1, len(expected)),
+        "peak_rss_mib": peak_after_search, "peak_rss_before_search_mib": rss_before,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="hashes and embeddings to search")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--nprobe", type=int, default=4)
     parser.add_argument("--recall-queries", type=int, default=1000)
-    parser.add_argument("--part", choices=("all", "hash", "embedding"), default="all")
+    parser.add_argument("--part", choices=("all", "hash", "embedding", "candidates"), default="all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child-json", type=Path, help=argparse.SUPPRESS)
@@ -201,6 +245,8 @@ def main() -> None:
     if args.child_json:
         if args.part == "hash":
             result = hash_part(args.n, args.seed)
+        elif args.part == "candidates":
+            result = candidate_part(args.n, args.dim, args.seed, args.nprobe, args.recall_queries)
         else:
             result = embedding_part(args.n, args.dim, args.seed, args.nprobe, args.recall_queries)
         args.child_json.write_text(json.dumps(result))
@@ -213,7 +259,7 @@ def main() -> None:
             "load_average_at_start": os.getloadavg(),
         }
     }
-    for part in ("embedding", "hash") if args.part == "all" else (args.part,):
+    for part in ("embedding", "candidates", "hash") if args.part == "all" else (args.part,):
         print(f"{part} search, n={args.n:,}", flush=True)
         child_json = args.out.with_suffix(f".{part}.partial.json")
         subprocess.run(
@@ -240,6 +286,12 @@ def summarize(part: str, result: dict) -> None:
         print(f"  imagededup extrapolated to n: {result['imagededup_extrapolated_wall_s']:.0f} s "
               f"(time ~ n^{result['imagededup_fitted_exponent']:.2f}); "
               f"dedupkit is {result['speedup_vs_imagededup_extrapolated']:.0f}x faster")
+    elif part == "candidates":
+        print(f"  dedupkit ({result['method']}, nprobe {result['nprobe']}): {result['pairs']:,} candidate pairs "
+              f"(cosine >= {result['min_cosine']}, each record's {result['max_per_record']} nearest) in "
+              f"{result['wall_s']:.1f} s wall ({result['cpu_s']:.1f} s CPU); peak {result['peak_rss_mib']:.0f} MiB")
+        print(f"  recall of the exact nearest lists of {result['sample_queries']} sampled queries "
+              f"({result['sample_nearest_expected']} neighbours): {result['recall_on_sample']:.4f}")
     else:
         print(f"  dedupkit ({result['method']}, nprobe {result['nprobe']}): {result['pairs']:,} pairs at cosine >= "
               f"{result['min_cosine']} in {result['wall_s']:.1f} s wall ({result['cpu_s']:.1f} s CPU), target "
