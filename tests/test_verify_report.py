@@ -19,7 +19,7 @@ from dedupkit.verify import (
     verify_generations,
     wilson_interval,
 )
-from dedupkit.verify.measure import Reference
+from dedupkit.verify.measure import NEARER_THAN_MOST_REAL, Reference
 
 
 @pytest.fixture(autouse=True)
@@ -74,6 +74,9 @@ def test_verify_generations_finds_the_copies_among_outside_generations(tmp_path)
     assert arm["distinct_groups_replicated_that_were_duplicated"] == 1
     assert report["control"]["replicated"]["count"] == 0
     assert arm["closer_than_any_held_out"]["count"] == 3
+    nearer = arm[NEARER_THAN_MOST_REAL]
+    assert nearer["replicated"]["count"] == 3 and nearer["distinct_groups_replicated_that_were_duplicated"] == 1
+    assert report["control"][NEARER_THAN_MOST_REAL]["replicated"]["count"] <= 1  # its nearest 1 % (of 10)
     assert report["settings"]["resolution"] == 16
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["arms"]["generations"]["replicated"] == arm["replicated"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dedupkit.verify.measure import Measurement, SetMeasurement
+from dedupkit.verify.measure import NEARER_THAN_MOST_REAL, Measurement, SetMeasurement
 
 GRID_PAIRS = 12
 
@@ -170,6 +170,7 @@ def _html(report: dict, measurement: Measurement, histogram: Path, grids: dict) 
     for name, summary in entries:
         embedding = summary.get("embedding", {}).get("above_control_max")
         closer = summary.get("closer_than_any_held_out")
+        nearer = summary.get(NEARER_THAN_MOST_REAL)
         watermark = summary.get("watermark", {}).get("marked")
         rows.append(
             "<tr>"
@@ -183,6 +184,8 @@ def _html(report: dict, measurement: Measurement, histogram: Path, grids: dict) 
                     summary["distinct_groups_replicated_that_were_duplicated"],
                     f"{summary['nearest_distance_quantiles']['0.5']:.3f}",
                     _rate_cell(closer) if closer else "-",
+                    (f"{_rate_cell(nearer['replicated'])}; {nearer['distinct_groups_replicated_that_were_duplicated']}"
+                     " duplicated" if nearer else "-"),
                     _rate_cell(embedding) if embedding else "-",
                     _rate_cell(watermark) if watermark else "-",
                 )
@@ -206,7 +209,9 @@ Rates with 95 % Wilson intervals. Groups are duplicate groups of the raw data
 ({report['reference']['raw_training_images']} raw images, {report['reference']['distinct_training_images']} distinct pictures,
 {report['reference']['duplicated_groups']} duplicated groups).</p>
 <table><tr><th>set</th><th>replicas</th><th>distinct training images copied</th><th>distinct groups copied</th>
-<th>of which duplicated in raw</th><th>median nearest distance</th><th>nearer than any held-out real image</th><th>embedding: above any real image</th><th>watermarked</th></tr>
+<th>of which duplicated in raw</th><th>median nearest distance</th><th>nearer than any held-out real image</th>
+<th>nearer than 99 % of held-out real images (the control: 1 % by construction); duplicated groups among them</th>
+<th>embedding: above any real image</th><th>watermarked</th></tr>
 {''.join(rows)}</table>
 <h2>Nearest-neighbour distance</h2><img src="{_embed_png(histogram)}" alt="histogram">
 <h2>Most-replicated training images</h2>{grid_html}
