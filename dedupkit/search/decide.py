@@ -166,6 +166,7 @@ class ThumbnailCheck:
         # A hash pair already agrees globally: its whole frames need only the keypoint path's appearance bar.
         self.hash_criteria = replace(self.criteria, min_frame_appearance=options.min_appearance)
         self._unpacked: dict = {}
+        self._by_keypoints: dict = {}
 
     def features(self, row: int):
         from dedupkit.signatures.local import unpack_orb
@@ -176,7 +177,8 @@ class ThumbnailCheck:
 
     def confirm(self, i: int, j: int, criteria=None) -> tuple[str, float] | None:
         """("local", 1 - inlier ratio) when keypoints confirm the pair, ("thumbnail", 1 - correlation)
-        when the whole frames do, None otherwise (`criteria`: the embedding candidates' by default).
+        when the whole frames do, None otherwise (`criteria` sets the whole-frame bar: the embedding
+        candidates' by default; keypoints are always held to the configured criteria).
 
         Keypoint matching is not symmetric (ratio test from one side, appearance warped one
         way), so a pair is checked from both ends, and with `flip` against each end's mirror.
@@ -185,8 +187,12 @@ class ThumbnailCheck:
 
         criteria = criteria or self.criteria
         first, second, mirror = self.features(i), self.features(j), self.options.flip
-        verification = (confirm_copy(first, second, criteria, mirror=mirror)
-                        or confirm_copy(second, first, criteria, mirror=mirror))
+        # Hash pairs are mostly embedding candidates too: match their keypoints once (the two
+        # criteria differ only in the whole-frame bar).
+        if (i, j) not in self._by_keypoints:
+            self._by_keypoints[(i, j)] = (confirm_copy(first, second, self.criteria, mirror=mirror)
+                                          or confirm_copy(second, first, self.criteria, mirror=mirror))
+        verification = self._by_keypoints[(i, j)]
         if verification is not None:
             return "local", 1.0 - verification.inlier_ratio
         verification = confirm_whole_frame(first, second, criteria, mirror=mirror)
