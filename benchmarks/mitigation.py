@@ -115,7 +115,9 @@ CONFIGS = {
     # ~50 min for the three arms on 2 cores.  Measured 2026-11-26: raw 253/500 copies (19 of the
     # 20 duplicated images), imagededup 1/500 (1), dedupkit 0/500; nearer to a training image than
     # 99 % of held-out real images: raw 282, imagededup 22 (10 duplicated images), dedupkit 3 (1),
-    # the control 5 of 500.
+    # the control 5 of 500.  `--steps 6000 --arms imagededup,dedupkit` (~80 min): imagededup 25/500
+    # copies = 5.0 % [3.4, 7.3] (15 images, 12 of them duplicated), dedupkit 1/500 = 0.2 % [0.0, 1.1]
+    # (1 image that appears once).
     "cpu-reframed": BenchmarkConfig(
         Planting(distinct=300, duplicated=20, variant_share=0.5, variant_edits=("reframe",)),
         _options(16, (32, 64), False, 3000, 64, 500, 50),
