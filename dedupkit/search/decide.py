@@ -150,6 +150,9 @@ def near_pair_sets(pictures: pa.Table, options: DedupOptions) -> list[Pairs]:
     return pair_sets
 
 
+_NOT_MATCHED = object()
+
+
 class ThumbnailCheck:
     """Confirms candidate pairs with the ORB signatures (keypoints and thumbnails) of the pictures."""
 
@@ -166,7 +169,7 @@ class ThumbnailCheck:
         # A hash pair already agrees globally: its whole frames need only the keypoint path's appearance bar.
         self.hash_criteria = replace(self.criteria, min_frame_appearance=options.min_appearance)
         self._unpacked: dict = {}
-        self._by_keypoints: dict = {}
+        self._hash_pair_keypoints: dict = {}
 
     def features(self, row: int):
         from dedupkit.signatures.local import unpack_orb
@@ -187,12 +190,15 @@ class ThumbnailCheck:
 
         criteria = criteria or self.criteria
         first, second, mirror = self.features(i), self.features(j), self.options.flip
-        # Hash pairs are mostly embedding candidates too: match their keypoints once (the two
-        # criteria differ only in the whole-frame bar).
-        if (i, j) not in self._by_keypoints:
-            self._by_keypoints[(i, j)] = (confirm_copy(first, second, self.criteria, mirror=mirror)
-                                          or confirm_copy(second, first, self.criteria, mirror=mirror))
-        verification = self._by_keypoints[(i, j)]
+        # Hash pairs are mostly embedding candidates too: their keypoints are matched once and kept
+        # until the pair comes back as a candidate (the two criteria differ only in the whole-frame
+        # bar).  Only hash pairs are kept, so the memory is theirs, not every candidate's.
+        verification = self._hash_pair_keypoints.pop((i, j), _NOT_MATCHED)
+        if verification is _NOT_MATCHED:
+            verification = (confirm_copy(first, second, self.criteria, mirror=mirror)
+                            or confirm_copy(second, first, self.criteria, mirror=mirror))
+            if criteria is self.hash_criteria:
+                self._hash_pair_keypoints[(i, j)] = verification
         if verification is not None:
             return "local", 1.0 - verification.inlier_ratio
         verification = confirm_whole_frame(first, second, criteria, mirror=mirror)
