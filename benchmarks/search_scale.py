@@ -155,18 +155,31 @@ def make_embeddings(rng, n, dim, block=100_000):
     return embeddings, copies
 
 
-def embedding_part(n: int, dim: int, seed: int, nprobe: int, recall_queries: int) -> dict:
+def timed_embedding_search(n: int, dim: int, seed: int, nprobe: int, recall_queries: int, min_cosine: float,
+                           max_per_record: int | None = None) -> tuple[dict, np.ndarray, np.ndarray, object]:
+    """`cosine_pairs` over n planted embeddings, timed: its numbers, the embeddings and sampled
+    query rows for the recall (half uniform, half planted copies)."""
     from dedupkit.search import cosine_pairs
     from dedupkit.search.cosine import FLAT_MAX_VECTORS, default_nlist
 
     rng = np.random.default_rng(seed)
     embeddings, copies = make_embeddings(rng, n, dim)
     rss_before = peak_rss_mib()
-    pairs, wall, cpu = timed(cosine_pairs, embeddings, MIN_COSINE, nprobe=nprobe)
+    pairs, wall, cpu = timed(cosine_pairs, embeddings, min_cosine, nprobe=nprobe, max_per_record=max_per_record)
     peak_after_search = peak_rss_mib()
-
     half = recall_queries // 2
     sample = np.unique(np.concatenate([rng.choice(n, size=half, replace=False), rng.choice(copies, size=half, replace=False)]))
+    numbers = {
+        "n": n, "dim": dim, "min_cosine": min_cosine, "storage": "float16",
+        "method": "flat" if n <= FLAT_MAX_VECTORS else "ivf", "nlist": default_nlist(n), "nprobe": nprobe,
+        "pairs": len(pairs), "wall_s": wall, "cpu_s": cpu, "sample_queries": int(sample.shape[0]),
+        "peak_rss_mib": peak_after_search, "peak_rss_before_search_mib": rss_before,
+    }
+    return numbers, embeddings, sample, pairs
+
+
+def embedding_part(n: int, dim: int, seed: int, nprobe: int, recall_queries: int) -> dict:
+    numbers, embeddings, sample, pairs = timed_embedding_search(n, dim, seed, nprobe, recall_queries, MIN_COSINE)
     queries = embeddings[sample].astype(np.float32)
     expected = set()
     for start in range(0, n, 50_000):
@@ -178,33 +191,21 @@ def embedding_part(n: int, dim: int, seed: int, nprobe: int, recall_queries: int
     got = set((pairs.i[in_sample] * n + pairs.j[in_sample]).tolist())
     recall = len(got & expected) / max(1, len(expected))
     return {
-        "n": n, "dim": dim, "min_cosine": MIN_COSINE, "storage": "float16",
-        "method": "flat" if n <= FLAT_MAX_VECTORS else "ivf",
-        "nlist": default_nlist(n), "nprobe": nprobe,
-        "pairs": len(pairs), "wall_s": wall, "cpu_s": cpu,
+        **numbers,
         "max_distance": float(pairs.distance.max(initial=0)),
-        "sample_queries": int(sample.shape[0]), "sample_exact_pairs": len(expected),
+        "sample_exact_pairs": len(expected),
         "recall_on_sample": recall, "false_pairs_on_sample": len(got - expected),
-        "peak_rss_mib": peak_after_search, "peak_rss_before_search_mib": rss_before,
         "target_wall_s": 600, "target_recall": 0.95,
     }
 
 
 def candidate_part(n: int, dim: int, seed: int, nprobe: int, recall_queries: int) -> dict:
-    from dedupkit.search import cosine_pairs
-    from dedupkit.search.cosine import FLAT_MAX_VECTORS, default_nlist
     from dedupkit.search.options import DedupOptions
 
     defaults = DedupOptions()
     threshold, per_record = defaults.candidate_similarity, defaults.max_candidates_per_record
-    rng = np.random.default_rng(seed)
-    embeddings, copies = make_embeddings(rng, n, dim)
-    rss_before = peak_rss_mib()
-    pairs, wall, cpu = timed(cosine_pairs, embeddings, threshold, nprobe=nprobe, max_per_record=per_record)
-    peak_after_search = peak_rss_mib()
-
-    half = recall_queries // 2
-    sample = np.unique(np.concatenate([rng.choice(n, size=half, replace=False), rng.choice(copies, size=half, replace=False)]))
+    numbers, embeddings, sample, pairs = timed_embedding_search(n, dim, seed, nprobe, recall_queries, threshold,
+                                                               max_per_record=per_record)
     queries = embeddings[sample].astype(np.float32)
     best_similarity = np.full((sample.shape[0], per_record), -np.inf, dtype=np.float32)
     best_row = np.full((sample.shape[0], per_record), -1, dtype=np.int64)
@@ -221,12 +222,8 @@ def candidate_part(n: int, dim: int, seed: int, nprobe: int, recall_queries: int
     found = set(zip(pairs.i.tolist(), pairs.j.tolist()))
     hits = sum(1 for q, other in expected if (min(q, other), max(q, other)) in found)
     return {
-        "n": n, "dim": dim, "min_cosine": threshold, "max_per_record": per_record, "storage": "float16",
-        "method": "flat" if n <= FLAT_MAX_VECTORS else "ivf", "nlist": default_nlist(n), "nprobe": nprobe,
-        "pairs": len(pairs), "wall_s": wall, "cpu_s": cpu,
-        "sample_queries": int(sample.shape[0]), "sample_nearest_expected": len(expected),
-        "recall_on_sample": hits / max(1, len(expected)),
-        "peak_rss_mib": peak_after_search, "peak_rss_before_search_mib": rss_before,
+        **numbers, "max_per_record": per_record,
+        "sample_nearest_expected": len(expected), "recall_on_sample": hits / max(1, len(expected)),
     }
 
 
