@@ -153,13 +153,14 @@ def operating_point(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train-samples", type=int, default=12288)
+    parser.add_argument("--train-samples", type=int, default=24576)
     parser.add_argument("--val-samples", type=int, default=768)
     parser.add_argument("--document-samples", type=int, default=1024, help="printed pages, half of them marked")
     parser.add_argument("--val-document-samples", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=8, help="20 overfits: training loss 0.01, saturated scores")
     parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--heads", type=int, default=1, help="heads trained from seeds seed, seed+1, ...; logits averaged")
+    parser.add_argument("--heads", type=int, default=3,
+                        help="heads trained from seeds seed, seed+1, ...; logits averaged (see MarkEnsemble)")
     parser.add_argument("--target-fpr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)

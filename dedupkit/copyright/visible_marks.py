@@ -91,7 +91,11 @@ class MarkEnsemble(nn.Module):
 
     The heads are tiny next to the trunk, so averaging a few costs almost nothing per
     image and steadies the top of the clean-score distribution, which decides the
-    threshold at a low false-positive rate.
+    threshold at a low false-positive rate: single heads that differ only in their seed
+    each flag a few clean held-out pictures of their own (a squirrel photo, a drawing
+    of a car) near 1.0, and their recall at 2 % false positives on the benchmark's
+    held-out images spread over 0.67-0.82; three averaged heads reached 0.82-0.83 on two
+    independent draws of those images.
     """
 
     def __init__(self, heads: Sequence[MarkHead]) -> None:
