@@ -163,10 +163,16 @@ def _dedup_options(
     )
 
 
-def _copyright_settings(policy: str, visible_marks: bool) -> dict:
+def _copyright_settings(policy: str, visible_marks: bool, visible_mark_threshold: float | None) -> dict:
     if policy not in COPYRIGHT_POLICIES:
         _fail(f"--copyright {policy!r}: use one of {', '.join(COPYRIGHT_POLICIES)}")
-    return {"copyright": None if policy == "off" else policy, "visible_marks": visible_marks}
+    if visible_mark_threshold is not None:
+        if not 0 <= visible_mark_threshold <= 1:
+            _fail(f"--visible-mark-threshold {visible_mark_threshold}: a score between 0 and 1")
+        if not visible_marks:
+            _fail("--visible-mark-threshold needs the visible-mark score: drop --no-visible-marks")
+    return {"copyright": None if policy == "off" else policy, "visible_marks": visible_marks,
+            "visible_mark_threshold": visible_mark_threshold}
 
 
 def _watermark_settings(method: str, key: str | None) -> dict:
@@ -322,6 +328,13 @@ CopyrightOption = typer.Option(
 VisibleMarksOption = typer.Option(
     True, "--visible-marks/--no-visible-marks", help="Score visible marks (logos, stock watermarks) with the shipped classifier."
 )
+VisibleMarkThresholdOption = typer.Option(
+    None,
+    "--visible-mark-threshold",
+    help="Score (0..1) at or above which a visible mark alone marks an image, so that --copyright drop and "
+    "prefer-unmarked act on it; default: the score is only reported. About 0.987 gives ~2 % false positives and "
+    "0.82 recall on the benchmark's held-out images.",
+)
 WatermarkMethodOption = typer.Option(
     "auto",
     "--watermark",
@@ -345,6 +358,7 @@ def clean(
     full_decode: bool = FullDecodeOption,
     copyright: str = CopyrightOption,
     visible_marks: bool = VisibleMarksOption,
+    visible_mark_threshold: Optional[float] = VisibleMarkThresholdOption,
     watermark: str = WatermarkMethodOption,
     key: Optional[str] = KeyOption,
     reading: _Reading = None,
@@ -358,7 +372,8 @@ def clean(
     """
     options = _options(
         reading, output_format, duplicates,
-        **_copyright_settings(copyright, visible_marks), **_watermark_settings(watermark, key), fast_decode=not full_decode,
+        **_copyright_settings(copyright, visible_marks, visible_mark_threshold), **_watermark_settings(watermark, key),
+        fast_decode=not full_decode,
     )
     _run(src, out, options, reading)
 
@@ -390,13 +405,14 @@ def tag(
     out: Path = typer.Argument(..., help="Output folder for manifest.parquet (copyright columns) and summary.json."),
     full_decode: bool = FullDecodeOption,
     visible_marks: bool = VisibleMarksOption,
+    visible_mark_threshold: Optional[float] = VisibleMarkThresholdOption,
     reading: _Reading = None,
 ) -> None:
     """Tag copyright-marked images only: manifest columns copyright_marked, training_prohibited, rights_holder, copyright_evidence, visible_mark_score. Nothing is dropped or copied."""
     options = _options(
         reading, None, None,
-        write_output=False, find_duplicates=False, copyright="tag", visible_marks=visible_marks, watermark_method=None,
-        fast_decode=not full_decode,
+        write_output=False, find_duplicates=False, **_copyright_settings("tag", visible_marks, visible_mark_threshold),
+        watermark_method=None, fast_decode=not full_decode,
     )
     _run(src, out, options, reading)
 

@@ -139,3 +139,35 @@ def test_dedup_command_options_reach_the_run(tmp_path, real_photo, real_thumbnai
     assert manifest["b_plain_small.jpg"]["status"] == "kept"
     assert manifest["a_marked_large.jpg"]["keeper_key"] == "b_plain_small.jpg"
     assert not (out / "data").exists()
+
+
+def test_visible_mark_threshold_lets_the_score_mark_and_drop(tmp_path, real_thumbnails):
+    import random
+
+    from dedupkit.copyright.synthetic_marks import draw_visible_mark
+
+    stamped, _ = draw_visible_mark(random.Random(3), real_thumbnails[2].resize((320, 240)), "train", {"banner": 1.0})
+    src = write_folder(tmp_path / "src", {"plain0.jpg": jpeg(real_thumbnails[0]), "plain1.jpg": jpeg(real_thumbnails[1]),
+                                          "stamped.jpg": jpeg(stamped, 95)})
+    dedupkit("tag", str(src), str(tmp_path / "reported"))
+    reported = rows(tmp_path / "reported")
+    assert not any(row["copyright_marked"] for row in reported.values())  # by default the score is only reported
+    scores = {key: row["visible_mark_score"] for key, row in reported.items()}
+    threshold = max(scores.values())
+    top = [key for key, score in scores.items() if score >= threshold]
+
+    dedupkit("tag", str(src), str(tmp_path / "marked"), "--visible-mark-threshold", str(threshold))
+    marked = rows(tmp_path / "marked")
+    assert [key for key, row in marked.items() if row["copyright_marked"]] == top
+    assert all("mark_score" in marked[key]["copyright_evidence"] for key in top)
+
+    dedupkit("clean", str(src), str(tmp_path / "cleaned"), "--copyright", "drop", "--visible-mark-threshold",
+             str(threshold), "--watermark", "none", "--exact-only")
+    cleaned = rows(tmp_path / "cleaned")
+    assert sorted(key for key, row in cleaned.items() if row["status"] == "dropped") == top
+    assert all(cleaned[key]["reason"].startswith("copyright-marked:") for key in top)
+
+    for bad, message in ((["--visible-mark-threshold", "1.5"], "between 0 and 1"),
+                         (["--visible-mark-threshold", "0.9", "--no-visible-marks"], "--no-visible-marks")):
+        refused = subprocess.run(CLI + ["tag", str(src), str(tmp_path / "refused")] + bad, capture_output=True, text=True)
+        assert refused.returncode != 0 and message in refused.stderr + refused.stdout

@@ -26,9 +26,9 @@ averaged) reaches recall 0.82 at 2 % FPR on 978 held-out clean images, AUC 0.95
 (benchmarks/results/copyright_tagging.json; messi5.jpg, which carries a real
 watermark, is left out of the clean set); logos (0.66) and tiled marks (0.80) are the
 weak styles.  That is below the 0.9 target, so the score is reported and marking from
-it is opt-in: pass `visible_mark_threshold`.  The scorer's own `threshold` was picked
-for 1 % FPR on validation images but gives 6 % on held-out clean images; about 0.987
-keeps the held-out false positives near 2 %.
+it is opt-in: `--visible-mark-threshold` (`CleanOptions.visible_mark_threshold`).  The
+scorer's own `threshold` was picked for 1 % FPR on validation images but gives 6 % on
+held-out clean images; about 0.987 keeps the held-out false positives near 2 %.
 """
 
 from __future__ import annotations
