@@ -385,15 +385,19 @@ def dedup(
     src: str = typer.Argument(..., help=SRC_HELP),
     out: Path = typer.Argument(..., help="Output folder for manifest.parquet, signatures/ and summary.json."),
     full_decode: bool = FullDecodeOption,
+    visible_mark_threshold: Optional[float] = VisibleMarkThresholdOption,
     reading: _Reading = None,
     duplicates: Optional[DedupOptions] = None,
 ) -> None:
     """Decide duplicates only: write the manifest (who is a copy of whom), copy no images."""
     # Only the stages that decide duplicates: copyright tags only when the keeper policy needs them.
-    copyright = "tag" if duplicates is not None and duplicates.keep == "prefer-unmarked" else None
+    prefer_unmarked = duplicates is not None and duplicates.keep == "prefer-unmarked"
+    if visible_mark_threshold is not None and not prefer_unmarked:
+        _fail("--visible-mark-threshold: dedup reads copyright marks only for --keep prefer-unmarked")
+    copyright_settings = _copyright_settings("tag" if prefer_unmarked else "off", True, visible_mark_threshold)
     options = _options(
         reading, None, duplicates,
-        write_output=False, copyright=copyright, watermark_method=None, fast_decode=not full_decode,
+        write_output=False, **copyright_settings, watermark_method=None, fast_decode=not full_decode,
     )
     _run(src, out, options, reading)
 

@@ -128,8 +128,10 @@ def test_dedup_command_options_reach_the_run(tmp_path, real_photo, real_thumbnai
     )
     out = tmp_path / "out"
     dedupkit("dedup", str(src), str(out), "--embedder", "none", "--hash", "phash:4", "--keep", "prefer-unmarked",
-             "--max-hue-conflict", "0.5", "--max-candidates", "7", "--min-frame-appearance", "2", "--shard-size", "2")
+             "--max-hue-conflict", "0.5", "--max-candidates", "7", "--min-frame-appearance", "2", "--shard-size", "2",
+             "--visible-mark-threshold", "0.999")
     settings = json.loads((out / ".dedupkit" / "run.json").read_text())["settings"]
+    assert settings["visible_mark_threshold"] == 0.999
     assert settings["shard_size"] == 2
     assert settings["dedup"]["hash_radius"] == [["phash", 4]]
     assert (settings["dedup"]["max_hue_conflict"], settings["dedup"]["max_candidates_per_record"]) == (0.5, 7)
@@ -139,6 +141,10 @@ def test_dedup_command_options_reach_the_run(tmp_path, real_photo, real_thumbnai
     assert manifest["b_plain_small.jpg"]["status"] == "kept"
     assert manifest["a_marked_large.jpg"]["keeper_key"] == "b_plain_small.jpg"
     assert not (out / "data").exists()
+
+    without_policy = subprocess.run(CLI + ["dedup", str(src), str(tmp_path / "refused"), "--visible-mark-threshold", "0.9"],
+                                    capture_output=True, text=True)
+    assert without_policy.returncode != 0 and "prefer-unmarked" in without_policy.stderr
 
 
 def test_visible_mark_threshold_lets_the_score_mark_and_drop(tmp_path, real_thumbnails):
