@@ -72,8 +72,8 @@ class CleanOptions:
     """Score visible marks with the shipped classifier (part of copyright tagging)."""
     visible_mark_threshold: float | None = None
     """Score at or above which a visible mark alone marks a record (then `drop` and
-    `prefer-unmarked` act on it); None only reports the score.  About 0.987 keeps false
-    positives near 2 % on the benchmark's held-out clean images (recall 0.82 there)."""
+    `prefer-unmarked` act on it); None only reports the score.  The measured operating
+    points are in dedupkit.copyright.stage's notes."""
     fast_decode: bool = True
     """Analysis decodes JPEGs at a reduced scale just large enough for the enabled signatures
     (libjpeg draft mode, several times faster on large photos); False decodes every pixel,

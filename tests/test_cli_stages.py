@@ -23,6 +23,13 @@ def dedupkit(*args: str) -> subprocess.CompletedProcess:
     return result
 
 
+def dedupkit_refused(*args: str, **run) -> str:
+    """Runs a command the CLI must refuse (exit code 2); returns what it wrote to stderr."""
+    result = subprocess.run(CLI + list(args), capture_output=True, text=True, **run)
+    assert result.returncode == 2, result.stdout + result.stderr
+    return result.stderr
+
+
 def rows(out) -> dict[str, dict]:
     return {row["key"]: row for row in pq.read_table(out / "manifest.parquet").to_pylist()}
 
@@ -111,12 +118,9 @@ def test_clean_marks_kept_images_and_reuses_the_saved_key(tmp_path, real_thumbna
 def test_missing_clip_weights_is_one_line_and_writes_nothing(tmp_path, real_thumbnails, monkeypatch):
     src = write_folder(tmp_path / "src", {"a.jpg": jpeg(real_thumbnails[0])})
     env = dict(__import__("os").environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-hf"))
-    result = subprocess.run(
-        CLI + ["clean", str(src), str(tmp_path / "out"), "--embedder", "open_clip:ViT-B-32:laion2b_s34b_b79k"],
-        capture_output=True, text=True, env=env,
-    )
-    assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and "ViT-B-32" in result.stderr
+    stderr = dedupkit_refused("clean", str(src), str(tmp_path / "out"), "--embedder", "open_clip:ViT-B-32:laion2b_s34b_b79k",
+                              env=env)
+    assert len(stderr.strip().splitlines()) == 1 and "ViT-B-32" in stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -142,9 +146,7 @@ def test_dedup_command_options_reach_the_run(tmp_path, real_photo, real_thumbnai
     assert manifest["a_marked_large.jpg"]["keeper_key"] == "b_plain_small.jpg"
     assert not (out / "data").exists()
 
-    without_policy = subprocess.run(CLI + ["dedup", str(src), str(tmp_path / "refused"), "--visible-mark-threshold", "0.9"],
-                                    capture_output=True, text=True)
-    assert without_policy.returncode != 0 and "prefer-unmarked" in without_policy.stderr
+    assert "prefer-unmarked" in dedupkit_refused("dedup", str(src), str(tmp_path / "refused"), "--visible-mark-threshold", "0.9")
 
 
 def test_visible_mark_threshold_lets_the_score_mark_and_drop(tmp_path, real_thumbnails):
@@ -175,5 +177,4 @@ def test_visible_mark_threshold_lets_the_score_mark_and_drop(tmp_path, real_thum
 
     for bad, message in ((["--visible-mark-threshold", "1.5"], "between 0 and 1"),
                          (["--visible-mark-threshold", "0.9", "--no-visible-marks"], "--no-visible-marks")):
-        refused = subprocess.run(CLI + ["tag", str(src), str(tmp_path / "refused")] + bad, capture_output=True, text=True)
-        assert refused.returncode != 0 and message in refused.stderr + refused.stdout
+        assert message in dedupkit_refused("tag", str(src), str(tmp_path / "refused"), *bad)
