@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageOps
 from dedupkit.records import DROPPED, KEPT, SKIPPED, Record
 from dedupkit.search.decide import decide_duplicates
 from dedupkit.search.options import DedupOptions
+from dedupkit.signatures.local import _aligned_correlation  # the alignment polish has no public entry of its own
 from dedupkit.signatures.local import (
     APPEARANCE_SIDE,
     COLOUR_SIDE,
@@ -120,6 +121,22 @@ def test_appearance_tells_a_shared_layout_from_a_copy(photos):
     # Colour-blind on purpose: greyscale and recoloured copies are copies.
     grey = verify_pair(original, unpack_orb(orb_signature(fruits.convert("L").convert("RGB"))))
     assert grey.appearance > 0.99
+
+
+def test_appearance_polishes_a_keypoint_fit_only_within_its_tolerance(small_drawings):
+    # A line drawing against itself, the fit off by 6 of 512 thumbnail pixels (under RANSAC_PIXELS):
+    # less than a pixel of the 64 px thumbnail, yet it costs the correlation a copy must reach.
+    rooster = unpack_orb(orb_signature(small_drawings["rooster"].resize((400, 400), Image.LANCZOS)))
+    slightly_off = np.array([[1.0, 0.0, 6.0], [0.0, 1.0, -5.0]])
+    unpolished = _aligned_correlation(rooster, rooster, slightly_off)
+    assert unpolished < 0.95 < _aligned_correlation(rooster, rooster, slightly_off, refine=True)
+    # Further off than RANSAC lets a keypoint be, the polish may not rescue the fit.
+    far_off = np.array([[1.0, 0.0, 30.0], [0.0, 1.0, -24.0]])
+    assert _aligned_correlation(rooster, rooster, far_off, refine=True) == _aligned_correlation(rooster, rooster, far_off)
+    # Another drawing on the same white ground is not bent onto the first.
+    bat = unpack_orb(orb_signature(small_drawings["bat"].resize((400, 400), Image.LANCZOS)))
+    polished = _aligned_correlation(rooster, bat, np.eye(2, 3), refine=True)
+    assert polished - _aligned_correlation(rooster, bat, np.eye(2, 3)) < 0.05 and polished < 0.7
 
 
 def test_stage_signs_alive_records_and_passes_the_rest(photos):

@@ -79,6 +79,10 @@ COLOUR_SIDE = 32
 # Pixels count as coloured from this HSV saturation and value (OpenCV's 0..255 scales) on.
 MIN_SATURATION, MIN_VALUE = 60, 40
 HUE_CONFLICT_DEGREES = 90.0
+# How far the ECC polish of a keypoint fit may change its linear part (the shift may move RANSAC_PIXELS),
+# and the smallest thumbnail side it works on.
+REFINE_LINEAR = 0.03
+REFINE_MIN_SIDE = 8
 # Frames this close in aspect ratio (relative) may be one picture rescaled: checked whole.
 FRAME_ASPECT_TOLERANCE = 0.04
 
@@ -260,7 +264,7 @@ def verify_pair(first: LocalFeatures, second: LocalFeatures, min_matches: int = 
         return Verification(len(good), 0, 0)
     overlap = min(_inside(first.points, transform, second.frame),
                   _inside(second.points, cv2.invertAffineTransform(transform), first.frame))
-    return Verification(len(good), int(inlier_mask.sum()), overlap, _aligned_correlation(first, second, transform),
+    return Verification(len(good), int(inlier_mask.sum()), overlap, _aligned_correlation(first, second, transform, refine=True),
                         _hue_conflict(first, second, transform))
 
 
@@ -339,15 +343,55 @@ def _warp_onto(image: np.ndarray, transform: np.ndarray, side: int, target: np.n
     return warped, cv2.erode(covered, np.ones((3, 3), np.uint8)) > 0
 
 
-def _aligned_correlation(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> float:
-    """Correlation of `first`'s appearance thumbnail warped onto `second`'s, over their overlap."""
-    warped, inside = _warp_onto(first.appearance, transform, APPEARANCE_SIDE, second.appearance, cv2.INTER_LINEAR)
+def _aligned_correlation(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray, refine: bool = False) -> float:
+    """Correlation of `first`'s appearance thumbnail warped onto `second`'s, over their overlap.
+
+    With `refine`, the transform is also polished on the thumbnails themselves (`_refined`) and the
+    better of the two correlations counts."""
+    correlation = _correlation_after_warp(first.appearance, second.appearance, transform)
+    if refine:
+        polished = _refined(first.appearance, second.appearance, transform)
+        if polished is not None:
+            correlation = max(correlation, _correlation_after_warp(first.appearance, second.appearance, polished))
+    return correlation
+
+
+def _correlation_after_warp(first: np.ndarray, second: np.ndarray, transform: np.ndarray) -> float:
+    warped, inside = _warp_onto(first, transform, APPEARANCE_SIDE, second, cv2.INTER_LINEAR)
     if np.count_nonzero(inside) < 16:
         return 0.0
-    a, b = warped[inside], second.appearance[inside]
+    a, b = warped[inside], second[inside]
     a, b = a - a.mean(), b - b.mean()
     spread = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / spread) if spread > 0 else 0.0
+
+
+def _refined(first: np.ndarray, second: np.ndarray, transform: np.ndarray) -> np.ndarray | None:
+    """`transform` (THUMBNAIL_SIDE pixels) polished by OpenCV's ECC alignment of the appearance thumbnails,
+    or None when ECC fails or moves further than the keypoint fit could be off.
+
+    RANSAC accepts keypoints up to RANSAC_PIXELS off, a pixel of the 64 px thumbnail, and on a
+    line drawing a pixel's misalignment costs more correlation than a copy's JPEG or
+    recolouring does.  ECC may only move within that tolerance (the shift by RANSAC_PIXELS, the
+    linear part by REFINE_LINEAR), so it can perfect a copy's alignment but not bend a
+    look-alike onto another."""
+    if min(first.shape + second.shape) < REFINE_MIN_SIDE:
+        return None
+    ratio = APPEARANCE_SIDE / THUMBNAIL_SIDE
+    fit = transform.astype(np.float32).copy()
+    fit[:, 2] *= ratio
+    try:
+        # ECC's warp maps the template (`second`) onto the input (`first`): the inverse of ours.
+        _, warp = cv2.findTransformECC(second, first, cv2.invertAffineTransform(fit), cv2.MOTION_AFFINE,
+                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4), None, 1)
+    except cv2.error:  # did not converge (a flat overlap, say)
+        return None
+    polished = cv2.invertAffineTransform(warp)
+    if (np.abs(polished[:, :2] - fit[:, :2]).max() > REFINE_LINEAR
+            or np.abs(polished[:, 2] - fit[:, 2]).max() > RANSAC_PIXELS * ratio):
+        return None
+    polished[:, 2] /= ratio
+    return polished
 
 
 def _hue_conflict(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> float:
