@@ -9,12 +9,12 @@ exception.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import xxhash
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from dedupkit.records import Record
@@ -136,13 +136,16 @@ def pixel_digest(image: Image.Image) -> str:
 
     RGBA whose alpha is fully opaque hashes as RGB, so dropping an unused alpha
     channel does not make a different image.
+
+    xxHash's 128-bit XXH3, not a cryptographic hash: it only has to tell the pictures of one
+    dataset apart (an accidental collision is ~2^-64 likely among 2^32 pictures), and it runs
+    at memory speed where BLAKE2 took a sixth of the default hashing path's time per image.
     """
-    array = np.asarray(image)
-    if image.mode == "RGBA" and array[..., 3].min() == 255:
-        array = array[..., :3]
-    hasher = hashlib.blake2b(digest_size=16)
-    hasher.update(f"{array.shape}".encode())
-    hasher.update(np.ascontiguousarray(array).tobytes())
+    if image.mode == "RGBA" and image.getchannel("A").getextrema()[0] == 255:
+        image = image.convert("RGB")
+    hasher = xxhash.xxh3_128()
+    hasher.update(f"{image.mode} {image.size}".encode())
+    hasher.update(image.tobytes())
     return hasher.hexdigest()
 
 
