@@ -84,7 +84,7 @@ APPEARANCES = (0.85, 0.9, 0.95)
 # removed, for three times the pairs to verify.
 CANDIDATES = (0.7,)
 # Grey-thumbnail correlation of the whole-frame check (candidates the keypoints cannot confirm).
-FRAME_APPEARANCES = (0.95, 0.97, 0.98)
+FRAME_APPEARANCES = (0.97, 0.98, 0.99)
 LOOKALIKES = 1000
 TARGET_REMOVED, TARGET_LOST_SHARE = 0.95, 0.005
 # The defaults before local verification: global signatures only.

@@ -139,6 +139,18 @@ def test_appearance_polishes_a_keypoint_fit_only_within_its_tolerance(small_draw
     assert polished - _aligned_correlation(rooster, bat, np.eye(2, 3)) < 0.05 and polished < 0.7
 
 
+def test_appearance_compares_pictures_not_the_borders_they_were_padded_with(photos):
+    fruits = photos["fruits"]
+    on_black = ImageOps.expand(fruits, border=60, fill=(0, 0, 0))
+    on_white = ImageOps.expand(fruits, border=90, fill=(255, 255, 255)).resize((480, 450), Image.LANCZOS)
+    padded = verify_pair(unpack_orb(orb_signature(on_black)), unpack_orb(orb_signature(on_white)))
+    assert padded.inliers >= 30 and padded.appearance > 0.95
+    # A photo is not trimmed where it is merely dark or bright along an edge.
+    half_replaced = fruits.copy()
+    half_replaced.paste(photos["home"].resize(fruits.size).crop((256, 0, 512, 480)), (256, 0))
+    assert verify_pair(unpack_orb(orb_signature(on_black)), unpack_orb(orb_signature(half_replaced))).appearance < 0.8
+
+
 def test_stage_signs_alive_records_and_passes_the_rest(photos):
     alive = Record(key="a", source="a", image=photos["home"])
     skipped = Record(key="b", source="b", status=SKIPPED, reason="unreadable")

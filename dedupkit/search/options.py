@@ -68,7 +68,7 @@ class DedupOptions:
     """...and at most this share of the aligned overlap coloured in both images with hues
     more than 90 degrees apart (a recoloured copy shifts hues a little; the same drawing
     in other colours changes some of them completely)."""
-    min_frame_appearance: float | None = 0.99
+    min_frame_appearance: float | None = 0.98
     """A candidate the keypoints cannot confirm (a small or plain picture) is still a copy when
     its frame has the other's shape and, one scaled onto the other, the grey thumbnails
     correlate at this or more (colours checked as above); None turns the check off."""

@@ -16,7 +16,9 @@ frame (a card sharing its frame with another card, but not its face, is not a co
 Last, appearance: a tiny grey thumbnail (long side `APPEARANCE_SIDE`) of one image, warped
 by the transform onto the other's, must correlate (normalized cross-correlation over the
 overlap, blind to brightness, contrast and colour, so recoloured and greyscale copies
-pass), and the colours must not conflict: in a colour thumbnail (long side `COLOUR_SIDE`)
+pass; the transform is first polished on the thumbnails themselves, within RANSAC's
+tolerance, and plain margins such as a padded copy's border are left out of the overlap),
+and the colours must not conflict: in a colour thumbnail (long side `COLOUR_SIDE`)
 warped the same way, the share of the overlap where both images are saturated but their
 hues lie more than `HUE_CONFLICT_DEGREES` apart (`hue_conflict`).  A recoloured copy shifts
 every hue a little and a greyscale copy has no saturated pixels, so both pass; the same
@@ -83,6 +85,10 @@ HUE_CONFLICT_DEGREES = 90.0
 # and the smallest thumbnail side it works on.
 REFINE_LINEAR = 0.03
 REFINE_MIN_SIDE = 8
+# Plain margins of a grey thumbnail (see _content): grey levels of spread, and the least share of
+# the thumbnail trimming them must leave.
+MARGIN_LEVELS = 6
+MIN_CONTENT_SHARE = 0.1
 # Frames this close in aspect ratio (relative) may be one picture rescaled: checked whole.
 FRAME_ASPECT_TOLERANCE = 0.04
 
@@ -333,14 +339,58 @@ def _as_is_or_mirrored(first: LocalFeatures, second: LocalFeatures, criteria: Co
 
 
 def _warp_onto(image: np.ndarray, transform: np.ndarray, side: int, target: np.ndarray,
-               interpolation: int) -> tuple[np.ndarray, np.ndarray]:
-    """`image` (a thumbnail with long side `side`) warped onto `target`'s grid, and where it covers it."""
+               interpolation: int, region: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`image` (a thumbnail with long side `side`) warped onto `target`'s grid, and where it (or
+    the part of it in `region`, a boolean mask) covers it."""
     scaled = transform.astype(np.float64).copy()
     scaled[:, 2] *= side / THUMBNAIL_SIDE  # same factor on both sides: only the shift changes
     height, width = target.shape[:2]
     warped = cv2.warpAffine(image, scaled, (width, height), flags=interpolation)
-    covered = cv2.warpAffine(np.ones(image.shape[:2], np.uint8), scaled, (width, height), flags=cv2.INTER_NEAREST)
+    source = np.ones(image.shape[:2], np.uint8) if region is None else region.astype(np.uint8)
+    covered = cv2.warpAffine(source, scaled, (width, height), flags=cv2.INTER_NEAREST)
     return warped, cv2.erode(covered, np.ones((3, 3), np.uint8)) > 0
+
+
+def _content(thumbnail: np.ndarray) -> np.ndarray:
+    """Where a grey thumbnail holds its picture: all of it but plain margins (rows or columns at
+    its edges of one level, within MARGIN_LEVELS), such as a padded copy's border.
+
+    Two copies padded in different colours, or one padded and one rotated onto a filled
+    background, would otherwise be compared on their borders too, which have nothing in common.
+    A picture that would keep less than MIN_CONTENT_SHARE (a small drawing on a wide canvas)
+    is left whole: a few pixels of it would correlate with any other blob in the same place."""
+    height, width = thumbnail.shape
+    inside = np.ones((height, width), dtype=bool)
+    if min(height, width) < 8:
+        return inside
+    top, bottom = _margin(thumbnail), _margin(thumbnail[::-1])
+    left, right = _margin(thumbnail.T), _margin(thumbnail.T[::-1])
+    if (height - top - bottom) * (width - left - right) < MIN_CONTENT_SHARE * height * width:
+        return inside
+    inside[:top] = inside[height - bottom:] = False
+    inside[:, :left] = inside[:, width - right:] = False
+    return inside
+
+
+def _margin(lines: np.ndarray) -> int:
+    """How many leading rows of `lines` are plain (of the first row's level)."""
+    level = np.median(lines[0])
+    plain = (np.abs(lines - level) <= MARGIN_LEVELS).mean(axis=1) >= 0.98
+    return len(plain) if plain.all() else int(np.argmin(plain))
+    for lines in (thumbnail, thumbnail[::-1], thumbnail.T, thumbnail.T[::-1]):
+        level = np.median(lines[0])
+        plain = (np.abs(lines - level) <= MARGIN_LEVELS).mean(axis=1) >= 0.98
+        depth = int(np.argmin(plain)) if not plain.all() else len(plain)
+        depth = min(depth, int(len(plain) * MAX_MARGIN))
+        if lines is thumbnail:
+            inside[:depth] = False
+        elif lines.base is thumbnail and lines.shape == thumbnail.shape:
+            inside[height - depth:] = False
+        elif lines.shape[0] == width and lines.strides[0] == thumbnail.strides[1]:
+            inside[:, :depth] = False
+        else:
+            inside[:, width - depth:] = False
+    return inside
 
 
 def _aligned_correlation(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray, refine: bool = False) -> float:
@@ -357,7 +407,8 @@ def _aligned_correlation(first: LocalFeatures, second: LocalFeatures, transform:
 
 
 def _correlation_after_warp(first: np.ndarray, second: np.ndarray, transform: np.ndarray) -> float:
-    warped, inside = _warp_onto(first, transform, APPEARANCE_SIDE, second, cv2.INTER_LINEAR)
+    warped, inside = _warp_onto(first, transform, APPEARANCE_SIDE, second, cv2.INTER_LINEAR, _content(first))
+    inside &= _content(second)
     if np.count_nonzero(inside) < 16:
         return 0.0
     a, b = warped[inside], second[inside]
