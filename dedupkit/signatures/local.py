@@ -246,12 +246,15 @@ class Verification:
         return min(1.0, self.inliers / self.overlap) if self.overlap else 0.0
 
 
-def verify_pair(first: LocalFeatures, second: LocalFeatures, min_matches: int = 3) -> Verification:
+def verify_pair(first: LocalFeatures, second: LocalFeatures, criteria: CopyCriteria | None = None) -> Verification:
     """Match two unpacked ORB signatures and count the matches one similarity transform explains.
 
-    With fewer than `min_matches` ratio-test matches (3 at least) no transform is fitted:
-    RANSAC costs most on the pairs that cannot reach a caller's minimum of inliers anyway.
+    With `criteria`, work that cannot change their verdict is skipped: no transform is
+    fitted with fewer ratio-test matches than `min_inliers` (RANSAC costs most on such
+    pairs), and the fit is polished for the appearance (`_refined`, which doubles the cost
+    of a verification) only when the keypoints pass and the plain fit's appearance does not.
     """
+    min_matches = criteria.min_inliers if criteria else 3
     if len(first) < 2 or len(second) < 2:
         return Verification(0, 0, 0)
     knn = _matcher().knnMatch(first.descriptors, second.descriptors, k=2)
@@ -270,8 +273,11 @@ def verify_pair(first: LocalFeatures, second: LocalFeatures, min_matches: int = 
         return Verification(len(good), 0, 0)
     overlap = min(_inside(first.points, transform, second.frame),
                   _inside(second.points, cv2.invertAffineTransform(transform), first.frame))
-    return Verification(len(good), int(inlier_mask.sum()), overlap, _aligned_correlation(first, second, transform, refine=True),
-                        _hue_conflict(first, second, transform))
+    verification = Verification(len(good), int(inlier_mask.sum()), overlap, _aligned_correlation(first, second, transform),
+                                _hue_conflict(first, second, transform))
+    if criteria is not None and (criteria.accepts(verification) or not criteria.accepts(replace(verification, appearance=1.0))):
+        return verification
+    return replace(verification, appearance=_aligned_correlation(first, second, transform, refine=True))
 
 
 @dataclass(frozen=True)
@@ -299,7 +305,7 @@ def confirm_copy(first: LocalFeatures, second: LocalFeatures, criteria: CopyCrit
     """The keypoint verification that makes the pair a copy: as is, else (with `mirror`, when
     `second` holds mirrored keypoints) against `second`'s mirror; None if neither does."""
     return _as_is_or_mirrored(first, second, criteria, mirror,
-                              lambda one, other: verify_pair(one, other, criteria.min_inliers))
+                              lambda one, other: verify_pair(one, other, criteria))
 
 
 def verify_whole_frame(first: LocalFeatures, second: LocalFeatures) -> Verification | None:
