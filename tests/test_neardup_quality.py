@@ -144,8 +144,9 @@ def test_min_similarity_is_a_hard_line(analysed):
 
 def test_whole_frame_check_merges_no_garment_that_keypoints_keep_apart(tmp_path):
     """Fashion-MNIST garments: 28 px, all centred in one frame, where thumbnails of distinct
-    shirts correlate at 0.95.  At the default bar the whole-frame check drops none of them
-    beyond what keypoint verification drops; at 0.95 it would."""
+    shirts correlate at 0.9 and more (once their plain black margins are left out; 0.95
+    before).  At the default bar the whole-frame check drops none of them beyond what
+    keypoint verification drops; at 0.9 it would."""
     try:
         folder = benchmark.build_lookalikes(150, tmp_path / "garments")
     except FileNotFoundError:
@@ -153,4 +154,4 @@ def test_whole_frame_check_merges_no_garment_that_keypoints_keep_apart(tmp_path)
     table = benchmark.with_local_features(folder, benchmark.analyse(folder))
     keypoints_only = benchmark.lookalikes_dropped(table, DedupOptions(min_frame_appearance=None))
     assert benchmark.lookalikes_dropped(table, DedupOptions()) == keypoints_only
-    assert benchmark.lookalikes_dropped(table, DedupOptions(min_frame_appearance=0.95)) > keypoints_only
+    assert benchmark.lookalikes_dropped(table, DedupOptions(min_frame_appearance=0.9)) > keypoints_only
