@@ -371,8 +371,8 @@ def _content(thumbnail: np.ndarray) -> np.ndarray:
         return inside
     top, bottom = _margin(thumbnail), _margin(thumbnail[::-1])
     left, right = _margin(thumbnail.T), _margin(thumbnail.T[::-1])
-    if (height - top - bottom) * (width - left - right) < MIN_CONTENT_SHARE * height * width:
-        return inside
+    if max(0, height - top - bottom) * max(0, width - left - right) < MIN_CONTENT_SHARE * height * width:
+        return inside  # too little left, or nothing but plain rows
     inside[:top] = inside[height - bottom:] = False
     inside[:, :left] = inside[:, width - right:] = False
     return inside
@@ -383,20 +383,6 @@ def _margin(lines: np.ndarray) -> int:
     level = np.median(lines[0])
     plain = (np.abs(lines - level) <= MARGIN_LEVELS).mean(axis=1) >= 0.98
     return len(plain) if plain.all() else int(np.argmin(plain))
-    for lines in (thumbnail, thumbnail[::-1], thumbnail.T, thumbnail.T[::-1]):
-        level = np.median(lines[0])
-        plain = (np.abs(lines - level) <= MARGIN_LEVELS).mean(axis=1) >= 0.98
-        depth = int(np.argmin(plain)) if not plain.all() else len(plain)
-        depth = min(depth, int(len(plain) * MAX_MARGIN))
-        if lines is thumbnail:
-            inside[:depth] = False
-        elif lines.base is thumbnail and lines.shape == thumbnail.shape:
-            inside[height - depth:] = False
-        elif lines.shape[0] == width and lines.strides[0] == thumbnail.strides[1]:
-            inside[:, :depth] = False
-        else:
-            inside[:, width - depth:] = False
-    return inside
 
 
 def _aligned_correlation(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray, refine: bool = False) -> float:
