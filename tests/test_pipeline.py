@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -20,6 +21,7 @@ from conftest import jpeg, png, write_folder, write_parquet, write_tar
 from dedupkit.decode import pixel_digest
 from dedupkit.pipeline import CleanOptions, RunError, run_clean
 from dedupkit.search.decide import DedupOptions
+from dedupkit.sinks import atomic_write_bytes
 from dedupkit.samples import bad_inputs, build_sample_dataset, encode, load_rgb, real_images
 from dedupkit.sources import open_source
 
@@ -292,3 +294,17 @@ def test_reduced_scale_analysis_keeps_declared_sizes_and_decisions(tmp_path, rea
         assert rows["a_small.jpg"]["status"] == "dropped" and rows["a_small.jpg"]["keeper_key"] == "b_large.jpg"
     # The written copy is the original file, whatever scale the analysis decoded at.
     assert (tmp_path / "fast" / "data" / "b_large.jpg").read_bytes() == (src / "b_large.jpg").read_bytes()
+
+
+def test_writers_of_the_same_file_at_once_do_not_trip_over_each_other(tmp_path):
+    """Report workers make the thumbnail that byte-identical twins share at the same time; each
+    writer needs its own temporary name, or one rename finds the file already moved away."""
+    target = tmp_path / "thumbs" / "shared.jpg"
+
+    def write(number: int) -> None:
+        for _ in range(50):
+            atomic_write_bytes(target, bytes([number]) * 4096)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(8)))  # re-raises the first failure
+    assert len(target.read_bytes()) == 4096 and not list(target.parent.glob("*.tmp"))

@@ -15,6 +15,7 @@ import os
 import posixpath
 import re
 import tarfile
+import uuid
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -27,11 +28,18 @@ OUTPUT_FORMATS = ("folder", "webdataset", "parquet")
 TEMPORARY_SUFFIX = ".tmp"
 
 
+def _temporary_twin(path: Path) -> Path:
+    """A temporary name beside PATH that no other writer uses: two processes may write the same
+    file at once (report workers making the thumbnail that byte-identical twins share), and with
+    one shared temporary name the second rename found the first writer had already taken it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}{TEMPORARY_SUFFIX}")
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path):
     """Open PATH's temporary twin for writing; rename it to PATH only if the block completes."""
-    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
-    temporary.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_twin(path)
     with open(temporary, "wb") as handle:
         yield handle
         handle.flush()
@@ -45,8 +53,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_table(path: Path, table: pa.Table, row_group_size: int | None = None) -> None:
-    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
-    temporary.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_twin(path)
     pq.write_table(table, temporary, row_group_size=row_group_size, compression="zstd")
     os.replace(temporary, path)
 

@@ -8,13 +8,14 @@ public fingerprint, never the key.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from dedupkit.sinks import atomic_write_table
 
 REGISTRY_FILE_NAME = "watermarks.parquet"
 PARTS_DIR_NAME = "watermarks.parts"
@@ -53,11 +54,7 @@ class RegistryWriter:
         self._rows.append(entry)
 
     def close(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        table = pa.Table.from_pylist([vars(row) for row in self._rows], schema=SCHEMA)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        pq.write_table(table, temporary)
-        os.replace(temporary, self.path)
+        atomic_write_table(self.path, pa.Table.from_pylist([vars(row) for row in self._rows], schema=SCHEMA))
         return self.path
 
     def __enter__(self) -> "RegistryWriter":
@@ -78,9 +75,7 @@ def finalize_registry(out_dir: str | Path, remove_parts: bool = True) -> Path:
         tables.insert(0, pq.read_table(target, schema=SCHEMA))
     table = _latest_per_record(pa.concat_tables(tables)) if tables else SCHEMA.empty_table()
     table = table.sort_by([("dataset", "ascending"), ("method", "ascending"), ("record_index", "ascending")])
-    temporary = target.with_name(target.name + ".tmp")
-    pq.write_table(table, temporary)
-    os.replace(temporary, target)
+    atomic_write_table(target, table)
     if remove_parts:
         for path in parts:
             path.unlink()
