@@ -252,7 +252,8 @@ def verify_pair(first: LocalFeatures, second: LocalFeatures, criteria: CopyCrite
     With `criteria`, work that cannot change their verdict is skipped: no transform is
     fitted with fewer ratio-test matches than `min_inliers` (RANSAC costs most on such
     pairs), and the fit is polished for the appearance (`_refined`, which doubles the cost
-    of a verification) only when the keypoints pass and the plain fit's appearance does not.
+    of a verification) only when the keypoints pass and the plain fit's appearance does not;
+    the better of the two appearances counts.
     """
     min_matches = criteria.min_inliers if criteria else 3
     if len(first) < 2 or len(second) < 2:
@@ -277,7 +278,10 @@ def verify_pair(first: LocalFeatures, second: LocalFeatures, criteria: CopyCrite
                                 _hue_conflict(first, second, transform))
     if criteria is not None and (criteria.accepts(verification) or not criteria.accepts(replace(verification, appearance=1.0))):
         return verification
-    return replace(verification, appearance=_aligned_correlation(first, second, transform, refine=True))
+    polished = _polished_correlation(first, second, transform)
+    if polished is None or polished <= verification.appearance:
+        return verification
+    return replace(verification, appearance=polished)
 
 
 @dataclass(frozen=True)
@@ -385,17 +389,16 @@ def _margin(lines: np.ndarray) -> int:
     return len(plain) if plain.all() else int(np.argmin(plain))
 
 
-def _aligned_correlation(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray, refine: bool = False) -> float:
-    """Correlation of `first`'s appearance thumbnail warped onto `second`'s, over their overlap.
+def _aligned_correlation(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> float:
+    """Correlation of `first`'s appearance thumbnail warped onto `second`'s, over their overlap."""
+    return _correlation_after_warp(first.appearance, second.appearance, transform)
 
-    With `refine`, the transform is also polished on the thumbnails themselves (`_refined`) and the
-    better of the two correlations counts."""
-    correlation = _correlation_after_warp(first.appearance, second.appearance, transform)
-    if refine:
-        polished = _refined(first.appearance, second.appearance, transform)
-        if polished is not None:
-            correlation = max(correlation, _correlation_after_warp(first.appearance, second.appearance, polished))
-    return correlation
+
+def _polished_correlation(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> float | None:
+    """`_aligned_correlation` after the transform is polished on the thumbnails themselves
+    (`_refined`); None when the polish fails or would move too far."""
+    polished = _refined(first.appearance, second.appearance, transform)
+    return None if polished is None else _correlation_after_warp(first.appearance, second.appearance, polished)
 
 
 def _correlation_after_warp(first: np.ndarray, second: np.ndarray, transform: np.ndarray) -> float:
