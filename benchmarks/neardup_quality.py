@@ -291,9 +291,9 @@ def with_local_features(folder: Path, table: pa.Table) -> pa.Table:
     Computed apart from the cached analysis run (and cached beside it), so adding the
     local features does not redo the embedding pass; same decoded pixels as the stage gets.
     """
-    from dedupkit.signatures.local import LAYOUT_MARK, SIGNATURE_NAME, orb_signature
+    from dedupkit.signatures.local import LAYOUT_MARK, SIGNATURE_NAME, SIGNATURE_REVISION, orb_signature
 
-    cache = folder / f"local_{SIGNATURE_NAME}_{LAYOUT_MARK:x}.parquet"
+    cache = folder / f"local_{SIGNATURE_NAME}_{LAYOUT_MARK:x}_r{SIGNATURE_REVISION}.parquet"
     column = "sig_" + SIGNATURE_NAME
     if not cache.exists():
         keys = table.column("key").to_pylist()

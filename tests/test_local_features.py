@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import jpeg, small_drawing
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from dedupkit.records import DROPPED, KEPT, SKIPPED, Record
 from dedupkit.search.decide import decide_duplicates
@@ -66,8 +66,9 @@ def test_signature_round_trips_and_is_compact(photos):
     assert features.points.min() >= 0 and features.points[:, 0].max() <= 512 and features.points[:, 1].max() <= 480
     small = unpack_orb(orb_signature(photos["fruits"].resize((64, 60), Image.LANCZOS)))
     assert small.frame == (THUMBNAIL_SIDE, 480) and len(small) > 20  # enlarged to one scale, so ORB finds corners
-    assert orb_signature(Image.new("RGB", (300, 200), (90, 120, 200))) == b""
-    assert unpack_orb(b"").descriptors.shape == (0, 32)
+    plain = unpack_orb(orb_signature(Image.new("RGB", (300, 200), (90, 120, 200))))
+    assert len(plain) == 0 and plain.frame == (THUMBNAIL_SIDE, 341) and plain.appearance.shape == (43, APPEARANCE_SIDE)
+    assert unpack_orb(b"").descriptors.shape == (0, 32)  # written before plain pictures kept their thumbnails
     with pytest.raises(ValueError, match="keypoints its header announces"):
         unpack_orb(signature[:-1])
     with pytest.raises(ValueError, match="unknown layout"):
@@ -308,6 +309,26 @@ def test_whole_frame_needs_the_same_shape_the_same_picture_and_its_colours(small
     assert not criteria.accepts(verification)
     flat = unpack_orb(b"")
     assert verify_whole_frame(original, flat) is None and verify_whole_frame(flat, original) is None
+
+
+def test_flags_too_plain_for_keypoints_are_told_apart_by_their_thumbnails():
+    flags = {name: small_drawing(f"signs_and_symbols/flags/europe/{name}.png", side=400)
+             for name in ("italy/italy", "france/france", "poland")}
+    italy, france, poland = (unpack_orb(orb_signature(flag)) for flag in flags.values())
+    assert len(italy) == len(france) == len(poland) == 0  # three stripes: no corners for ORB
+    criteria = CopyCriteria(**{name: getattr(DedupOptions(), name) for name in
+                               ("min_inliers", "min_inlier_ratio", "min_appearance", "max_hue_conflict",
+                                "min_frame_appearance")})
+    original = flags["italy/italy"]
+    for copy in (_shrunk_jpeg(original, quality=40), original.convert("L").convert("RGB"),
+                 ImageEnhance.Brightness(ImageEnhance.Color(original).enhance(0.6)).enhance(1.2)):
+        assert confirm_whole_frame(italy, unpack_orb(orb_signature(copy)), criteria) is not None
+    # France shares Italy's layout (and its grey pattern: dark, white, dark), not its colours; Poland neither.
+    same_layout = verify_whole_frame(italy, france)
+    assert same_layout.appearance > 0.95 and not criteria.accepts(same_layout)
+    assert confirm_whole_frame(italy, france, criteria) is None and confirm_whole_frame(italy, poland, criteria) is None
+    # Poland is Indonesia upside down: the stripes are compared, not just the levels of what is left.
+    assert verify_whole_frame(poland, unpack_orb(orb_signature(ImageOps.flip(flags["poland"])))).appearance < 0
 
 
 def test_decision_names_whole_frame_copies_and_can_turn_them_off(small_drawings):

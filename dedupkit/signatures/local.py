@@ -40,7 +40,9 @@ against the mirror; the mirrored thumbnails are the stored ones flipped.
 Signature layout (bytes): a header of uint16 [LAYOUT_MARK, width, height, n, m] (thumbnail
 size, keypoint counts of the image and of its mirror), n descriptors of 32 bytes, n (x, y)
 float16 pairs, m mirrored descriptors, m mirrored pairs, the grey appearance thumbnail
-(uint8, row-major), then the RGB colour thumbnail (uint8, row-major).  Signatures written
+(uint8, row-major), then the RGB colour thumbnail (uint8, row-major).  A picture too plain for
+keypoints has n = m = 0 and its thumbnails (until 2026-11-26 it had empty bytes, which still
+unpack, to no keypoints and no thumbnails).  Signatures written
 before mirrored keypoints and colours existed (header [width, height], keypoints, grey
 thumbnail; LAYOUT_MARK is larger than any thumbnail side) still unpack, and verify in
 their own orientation without the colour test.
@@ -76,6 +78,9 @@ MIN_SCALE, MAX_SCALE = 0.6, 1.7
 FRAME_MARGIN = 4.0
 HEADER = np.dtype("<u2")
 LAYOUT_MARK = 0xF121
+# Changes whenever one picture's signature changes without a new layout (caches keyed by it are
+# rebuilt): 2 since plain pictures keep their thumbnails.
+SIGNATURE_REVISION = 2
 APPEARANCE_SIDE = 64
 COLOUR_SIDE = 32
 # Pixels count as coloured from this HSV saturation and value (OpenCV's 0..255 scales) on.
@@ -123,13 +128,15 @@ def _keypoints(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def orb_signature(image: Image.Image) -> bytes:
-    """The packed ORB keypoints of one decoded image and of its mirror (empty bytes for a flat picture)."""
+    """The packed ORB keypoints of one decoded image and of its mirror, with its thumbnails.
+
+    A picture too plain for keypoints (a striped flag, a gradient) keeps its thumbnails, so
+    the whole-frame check can still confirm its resized or recoloured copies."""
     image = flatten_alpha(image)  # what transparent pixels hide is not part of the picture
     grey = grey_thumbnail(image)
     descriptors, points = _keypoints(grey)
-    if not len(descriptors):
-        return b""
-    mirror_descriptors, mirror_points = (part[:MAX_MIRROR_KEYPOINTS] for part in _keypoints(np.ascontiguousarray(grey[:, ::-1])))
+    mirror_descriptors, mirror_points = _keypoints(np.ascontiguousarray(grey[:, ::-1])) if len(descriptors) else (descriptors, points)
+    mirror_descriptors, mirror_points = mirror_descriptors[:MAX_MIRROR_KEYPOINTS], mirror_points[:MAX_MIRROR_KEYPOINTS]
     frame = (grey.shape[1], grey.shape[0])
     header = np.asarray([LAYOUT_MARK, *frame, len(descriptors), len(mirror_descriptors)], dtype=HEADER)
     appearance = cv2.resize(grey, _thumbnail_size(frame, APPEARANCE_SIDE), interpolation=cv2.INTER_AREA)
@@ -402,14 +409,26 @@ def _polished_correlation(first: LocalFeatures, second: LocalFeatures, transform
 
 
 def _correlation_after_warp(first: np.ndarray, second: np.ndarray, transform: np.ndarray) -> float:
-    warped, inside = _warp_onto(first, transform, APPEARANCE_SIDE, second, cv2.INTER_LINEAR, _content(first))
-    inside &= _content(second)
+    """Correlation of the grey thumbnail `first` warped onto `second`, over their overlap less plain margins.
+
+    Where that leaves the two next to nothing in common, or nothing but plain pixels (each of
+    two striped flags keeps a stripe), the margins were the picture: the whole overlap is
+    compared, and where that is plain too (two blank canvases), only the grey levels."""
+    for trim_margins in (True, False):
+        warped, inside = _warp_onto(first, transform, APPEARANCE_SIDE, second, cv2.INTER_LINEAR,
+                                    _content(first) if trim_margins else None)
+        if trim_margins:
+            inside &= _content(second)
+        if np.count_nonzero(inside) < 16:
+            continue
+        a, b = warped[inside], second[inside]
+        if np.ptp(a) > MARGIN_LEVELS or np.ptp(b) > MARGIN_LEVELS:
+            a, b = a - a.mean(), b - b.mean()
+            spread = float(np.sqrt((a * a).sum() * (b * b).sum()))
+            return float((a * b).sum() / spread) if spread > 0 else 0.0
     if np.count_nonzero(inside) < 16:
         return 0.0
-    a, b = warped[inside], second[inside]
-    a, b = a - a.mean(), b - b.mean()
-    spread = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / spread) if spread > 0 else 0.0
+    return 1.0 if abs(float(a.mean()) - float(b.mean())) <= MARGIN_LEVELS else 0.0
 
 
 def _refined(first: np.ndarray, second: np.ndarray, transform: np.ndarray) -> np.ndarray | None:
