@@ -37,6 +37,31 @@ def test_split_off_members_form_their_own_cluster_around_a_new_keeper():
     assert kept[clusters.keeper].all()
 
 
+def test_a_copy_of_a_copy_joins_the_keeper_only_when_checked_against_it():
+    # 0 (an upscaled copy, kept) ~ 1 (the original) ~ 2 (a crop of the original) ~ 3 (its greyscale twin).
+    # 2 and 3 were never paired with 0; the direct check decides, and each record is asked once.
+    pairs = [hash_pairs([(0, 1), (1, 2), (2, 3)])]
+    pixels = np.array([400, 300, 200, 100])
+    asked = []
+
+    def keeper_agrees_with(accepted):
+        def confirm(record, keeper):
+            asked.append((record, keeper))
+            return ("local", 0.25) if record in accepted else None
+        return confirm
+
+    clusters = cluster_pairs(4, pairs, pixels=pixels, confirm_with_keeper=keeper_agrees_with({2, 3}))
+    assert clusters.keeper.tolist() == [0, 0, 0, 0]
+    assert clusters.dup_kind.tolist() == ["", "hash", "local", "local"] and clusters.distance[2] == 0.25
+    assert asked == [(2, 0), (3, 0)]  # 3 is reached through 2 once 2 is a copy
+
+    asked.clear()
+    refused = cluster_pairs(4, pairs, pixels=pixels, confirm_with_keeper=keeper_agrees_with(set()))
+    assert refused.keeper.tolist() == [0, 0, 2, 2]  # as without the check: 2 and 3 regroup on their own
+    assert asked == [(2, 0)]  # 3 is paired with no copy of 0
+    assert refused.keeper.tolist() == cluster_pairs(4, pairs, pixels=pixels).keeper.tolist()
+
+
 def test_every_copy_is_paired_with_its_keeper_on_random_graphs():
     rng = np.random.default_rng(5)
     n = 400

@@ -7,15 +7,19 @@ is itself paired with (by at least one signature, within that signature's thresh
 
 Each round takes the records not yet decided, finds the connected components of the
 pairs among them (scipy's csgraph), picks each component's keeper by the keep policy
-and ties to it every record directly paired with it.  The records left over (linked
-to the cluster only through other copies) go to the next round and form clusters of
-their own around new keepers; a record with no pair left is a singleton and is kept.
+and ties to it every record directly paired with it.  With `confirm_with_keeper`, a
+record paired only with a copy (a crop of the original when an upscaled copy is kept)
+is then checked directly against the keeper: the two need not have been paired (their
+embeddings may lie too far apart to be candidates), but the check holds them to the
+same bar, so nothing is dropped for a keeper it was not compared with.  The records
+still left over go to the next round and form clusters of their own around new
+keepers; a record with no pair left is a singleton and is kept.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -103,6 +107,7 @@ def cluster_pairs(
     keep: str = "largest",
     pixels: np.ndarray | None = None,
     copyright_marked: np.ndarray | None = None,
+    confirm_with_keeper: Callable[[int, int], tuple[str, float] | None] | None = None,
 ) -> Clusters:
     """Clusters over `n` records from pairs of several signatures.
 
@@ -110,6 +115,8 @@ def cluster_pairs(
     pairs tie a copy to its keeper, the one from the earliest pair set in
     `pair_sets` names `dup_kind` (so pass the strongest evidence first: exact,
     then hashes, then embeddings), and the smallest distance of that set wins.
+    `confirm_with_keeper(record, keeper)` returns the (kind, distance) of a direct
+    check, or None: it is asked only about records paired with a copy of that keeper.
     """
     rank = keeper_rank(n, keep, pixels=pixels, copyright_marked=copyright_marked)
     kinds = [pairs.kind for pairs in pair_sets]
@@ -151,6 +158,9 @@ def cluster_pairs(
         first[1:] = copy[best[1:]] != copy[best[:-1]]
         best = best[first]
         copy, copy_kind, copy_dist = copy[best], copy_kind[best], copy_dist[best]
+        if confirm_with_keeper is not None:
+            copy, copy_kind, copy_dist = _through_copies(u, v, component, keeper_of, keepers, copy, copy_kind, copy_dist,
+                                                         confirm_with_keeper, kinds)
 
         new_ids = clusters_made + np.arange(keepers.shape[0])
         clusters_made += keepers.shape[0]
@@ -164,3 +174,39 @@ def cluster_pairs(
 
     dup_kind = np.array([""] + kinds, dtype=object)[copy_evidence + 1]
     return Clusters(cluster_id, keeper, dup_kind, copy_distance)
+
+
+def _through_copies(u, v, component, keeper_of, keepers, copy, copy_kind, copy_dist, confirm_with_keeper, kinds):
+    """This round's copies, plus the records reached from them through pairs that the keeper
+    confirms directly (each record asked about once; a record it confirms is a copy too and
+    leads on to its own partners)."""
+    neighbours: dict[int, list[int]] = {}
+    for a, b in zip(u.tolist(), v.tolist()):
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    decided = set(copy.tolist()) | set(keepers.tolist())
+    asked: set[int] = set()
+    frontier = copy.tolist()
+    added: list[tuple[int, int, float]] = []
+    while frontier:
+        reached = []
+        for tied in frontier:
+            for record in neighbours.get(tied, ()):
+                if record in decided or record in asked:
+                    continue
+                asked.add(record)
+                found = confirm_with_keeper(record, int(keeper_of[component[record]]))
+                if found is None:
+                    continue
+                kind, distance = found
+                if kind not in kinds:
+                    kinds.append(kind)
+                added.append((record, kinds.index(kind), distance))
+                decided.add(record)
+                reached.append(record)
+        frontier = reached
+    if not added:
+        return copy, copy_kind, copy_dist
+    records, kind_rows, distances = (np.asarray(column) for column in zip(*added))
+    return (np.concatenate([copy, records.astype(np.int64)]), np.concatenate([copy_kind, kind_rows.astype(np.int64)]),
+            np.concatenate([copy_dist, distances.astype(np.float64)]))

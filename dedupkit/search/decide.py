@@ -72,12 +72,15 @@ def decide_duplicates(table: pa.Table, options: DedupOptions | None) -> Verdicts
     near_distance = np.full(count, np.nan)
     pictures = np.flatnonzero(alive & (exact.keeper == np.arange(count)))
     if options is not None and pictures.size > 1:
+        picture_table = table.take(pictures)
+        thumbnails = ThumbnailCheck(picture_table, options) if options.embedder and options.verify_local else None
         clusters = cluster_pairs(
             pictures.size,
-            near_pair_sets(table.take(pictures), options),
+            near_pair_sets(picture_table, options, thumbnails),
             keep=policy,
             pixels=pixels[pictures],
             copyright_marked=None if marked is None else marked[pictures],
+            confirm_with_keeper=None if thumbnails is None else thumbnails.confirm,
         )
         final_keeper[pictures] = pictures[clusters.keeper]
         near_kind[pictures] = clusters.dup_kind
@@ -110,15 +113,15 @@ def decide_duplicates(table: pa.Table, options: DedupOptions | None) -> Verdicts
     return Verdicts(status.tolist(), reason.tolist(), cluster_id, keeper_key.tolist(), dup_kind.tolist(), distance.tolist())
 
 
-def near_pair_sets(pictures: pa.Table, options: DedupOptions) -> list[Pairs]:
+def near_pair_sets(pictures: pa.Table, options: DedupOptions, thumbnails: "ThumbnailCheck | None" = None) -> list[Pairs]:
     """Pairs among the distinct pictures from each configured signature, strongest evidence first.
 
-    With an embedder and `verify_local` (the analysis then stores ORB signatures), a hash
-    pair must also be confirmed by the stored thumbnails (keypoints or the whole frame, as
-    in `ThumbnailCheck.confirm`): the perceptual hash of a nearly blank picture (a small
+    With `thumbnails` (built by `decide_duplicates` when there is an embedder and
+    `verify_local` is on: the analysis then stores ORB signatures), a hash pair must also
+    be confirmed by the stored thumbnails (keypoints or the whole frame, as in
+    `ThumbnailCheck.confirm`): the perceptual hash of a nearly blank picture (a small
     drawing on a large white canvas) says little, and two such pictures collide at 0 bits.
     """
-    thumbnails = ThumbnailCheck(pictures, options) if options.embedder and options.verify_local else None
     pair_sets = []
     for kind, radius in options.hash_radius:
         column = SIGNATURE_PREFIX + kind
@@ -205,7 +208,8 @@ class ThumbnailCheck:
         return None if verification is None else ("thumbnail", 1.0 - verification.appearance)
 
     def agree(self, i: int, j: int) -> bool:
-        """Whether the thumbnails confirm a hash pair; two flat pictures (no keypoints, no thumbnail) cannot tell."""
+        """Whether the thumbnails confirm a hash pair; two signatures without thumbnails (plain pictures
+        analysed before 2026-11-26 were stored as empty bytes) cannot tell."""
         if not self.signatures[i] and not self.signatures[j]:
             return True
         return self.confirm(i, j, self.hash_criteria) is not None
