@@ -24,15 +24,18 @@ class DedupOptions:
     margins left out; colours do not conflict), or, for pictures too small or plain for
     keypoints, when the same-shaped frames' thumbnails correlate at 0.98 scaled onto each
     other.  Hash pairs must pass the thumbnail check too, their whole frames at 0.95 (a
-    nearly blank picture's pHash collides with others at 0 bits).  On the held-out half:
-    80.5 % of copies removed, 0.3 % of distinct pictures lost (2 of 620), 3 of the 1,000
-    garments dropped (before the alignment polish and the margins, 2026-11-25: 77.4 %, 2
+    nearly blank picture's pHash collides with others at 0 bits).  A record paired only
+    with a copy of a cluster's keeper is checked against the keeper itself (see
+    dedupkit.search.clusters).  On the held-out half: 81.5 % of copies removed, 0.5 % of
+    distinct pictures lost (3 of 620; one is a labelled version of another family's
+    drawing), 3 of the 1,000 garments dropped (before that keeper check and thumbnails for
+    plain pictures, 2026-11-26: 80.5 %, 2 pictures and 3 garments; before the alignment
+    polish and the margins, 2026-11-25: 77.4 %, 2
     pictures and 9 garments, with the whole-frame bar at 0.99; at 12 keypoints and a
     ratio of 0.08, before the whole-frame and hash checks: 76.9 %, 5 pictures and 24
     garments; embeddings at 0.93 without local verification: 52 % and 1.1 %; imagededup
     PHash at 10: 49 %, 6.6 % and 294 garments).  An appearance bar of 0.9 would remove
-    2.9 / 2.8 points more copies (dev / held out) for 5 pictures lost on each half and 9
-    garments.
+    2.9 / 2.8 points more copies (dev / held out) for 5 / 7 pictures lost and 9 garments.
     Greyscale and mildly recoloured copies are copies; the same drawing with some parts
     in other colours is not.
     """
