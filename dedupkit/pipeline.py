@@ -89,12 +89,18 @@ class CleanOptions:
         settings = dataclasses.asdict(self)
         settings.pop("workers")  # the result does not depend on the number of workers
         settings.pop("watermark_key")  # a secret; OUT/watermark.key guards against a changed key
-        return {
+        fingerprint = {
             "dedupkit": __version__,
             "source": _source_identity(source),
             "source_files": _source_files_stamp(source, units),
             "settings": settings,
         }
+        if self.dedup is not None and self.dedup.embedder and self.dedup.verify_local:
+            # Stored local features change with the code, not the settings: a run analysed before may not resume.
+            from dedupkit.signatures.local import LAYOUT_MARK, SIGNATURE_REVISION
+
+            fingerprint["local_features"] = f"{LAYOUT_MARK:x}.{SIGNATURE_REVISION}"
+        return fingerprint
 
 
 @dataclass

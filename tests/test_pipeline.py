@@ -249,6 +249,17 @@ def test_rerun_after_the_source_files_changed_does_not_resume_stale_results(tmp_
     assert run_clean(str(src), tmp_path / "out", EXACT_ONLY, overwrite=True)["kept"] == 2
 
 
+def test_local_features_stored_by_another_revision_are_not_resumed(tmp_path, real_thumbnails, monkeypatch):
+    import dedupkit.signatures.local
+
+    src = write_folder(tmp_path / "src", {"a.jpg": jpeg(real_thumbnails[0])})
+    source = open_source(str(src), CleanOptions().source)
+    with_local_features = CleanOptions(**PLAIN).fingerprint(source, source.units())
+    monkeypatch.setattr(dedupkit.signatures.local, "SIGNATURE_REVISION", dedupkit.signatures.local.SIGNATURE_REVISION + 1)
+    assert CleanOptions(**PLAIN).fingerprint(source, source.units()) != with_local_features
+    assert "local_features" not in EXACT_ONLY.fingerprint(source, source.units())  # nothing stored depends on it
+
+
 def test_sample_dataset_demo_through_the_cli(tmp_path):
     planted = build_sample_dataset(tmp_path / "sample", originals=24)
     result = subprocess.run(CLI + ["clean", str(tmp_path / "sample"), str(tmp_path / "out")], capture_output=True, text=True)
