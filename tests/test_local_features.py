@@ -257,8 +257,7 @@ def test_transparent_drawing_matches_its_flattened_copy(photos):
     canvas.paste(photos["fruits"].resize((320, 240)), (160, 120))
     flattened = Image.new("RGB", canvas.size, (255, 255, 255))
     flattened.paste(canvas, mask=canvas.getchannel("A"))
-    criteria = CopyCriteria(**{name: getattr(DedupOptions(), name) for name in
-                               ("min_inliers", "min_inlier_ratio", "min_appearance", "max_hue_conflict")})
+    criteria = CopyCriteria.of(DedupOptions())
     verification = confirm_copy(unpack_orb(orb_signature(canvas)), unpack_orb(orb_signature(flattened)), criteria)
     assert verification is not None and verification.appearance > 0.99
 
@@ -277,9 +276,7 @@ def _shrunk_jpeg(image: Image.Image, factor: float = 0.4, quality: int = 60) -> 
 
 
 def test_small_copy_without_keypoint_agreement_is_confirmed_whole(small_drawings):
-    criteria = CopyCriteria(**{name: getattr(DedupOptions(), name) for name in
-                               ("min_inliers", "min_inlier_ratio", "min_appearance", "max_hue_conflict")},
-                            min_frame_appearance=0.95)
+    criteria = replace(CopyCriteria.of(DedupOptions()), min_frame_appearance=0.95)
     for label in ("bat", "echidna"):
         original = unpack_orb(orb_signature(small_drawings[label]))
         copy = unpack_orb(orb_signature(_shrunk_jpeg(small_drawings[label])))
@@ -316,9 +313,7 @@ def test_flags_too_plain_for_keypoints_are_told_apart_by_their_thumbnails():
              for name in ("italy/italy", "france/france", "poland")}
     italy, france, poland = (unpack_orb(orb_signature(flag)) for flag in flags.values())
     assert len(italy) == len(france) == len(poland) == 0  # three stripes: no corners for ORB
-    criteria = CopyCriteria(**{name: getattr(DedupOptions(), name) for name in
-                               ("min_inliers", "min_inlier_ratio", "min_appearance", "max_hue_conflict",
-                                "min_frame_appearance")})
+    criteria = CopyCriteria.of(DedupOptions())
     original = flags["italy/italy"]
     for copy in (_shrunk_jpeg(original, quality=40), original.convert("L").convert("RGB"),
                  ImageEnhance.Brightness(ImageEnhance.Color(original).enhance(0.6)).enhance(1.2)):

@@ -167,8 +167,7 @@ class ThumbnailCheck:
             raise ValueError("the signatures hold no ORB keypoints; rerun the analysis with local verification on")
         self.signatures = pictures.column(column).to_pylist()
         self.options = options
-        self.criteria = CopyCriteria(options.min_inliers, options.min_inlier_ratio, options.min_appearance,
-                                     options.max_hue_conflict, options.min_frame_appearance)
+        self.criteria = CopyCriteria.of(options)
         # A hash pair already agrees globally: its whole frames need only the keypoint path's appearance bar.
         self.hash_criteria = replace(self.criteria, min_frame_appearance=options.min_appearance)
         self._unpacked: dict = {}

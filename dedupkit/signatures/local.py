@@ -135,8 +135,9 @@ def orb_signature(image: Image.Image) -> bytes:
     image = flatten_alpha(image)  # what transparent pixels hide is not part of the picture
     grey = grey_thumbnail(image)
     descriptors, points = _keypoints(grey)
-    mirror_descriptors, mirror_points = _keypoints(np.ascontiguousarray(grey[:, ::-1])) if len(descriptors) else (descriptors, points)
-    mirror_descriptors, mirror_points = mirror_descriptors[:MAX_MIRROR_KEYPOINTS], mirror_points[:MAX_MIRROR_KEYPOINTS]
+    mirror_descriptors, mirror_points = descriptors, points  # none: a picture without corners has none mirrored
+    if len(descriptors):
+        mirror_descriptors, mirror_points = (part[:MAX_MIRROR_KEYPOINTS] for part in _keypoints(np.ascontiguousarray(grey[:, ::-1])))
     frame = (grey.shape[1], grey.shape[0])
     header = np.asarray([LAYOUT_MARK, *frame, len(descriptors), len(mirror_descriptors)], dtype=HEADER)
     appearance = cv2.resize(grey, _thumbnail_size(frame, APPEARANCE_SIDE), interpolation=cv2.INTER_AREA)
@@ -302,6 +303,13 @@ class CopyCriteria:
     min_frame_appearance: float | None = None
     """Appearance a whole-frame verification must reach (no keypoints back it); None accepts none."""
 
+    @classmethod
+    def of(cls, options) -> "CopyCriteria":
+        """The criteria a DedupOptions sets (its min_inliers, min_inlier_ratio, min_appearance,
+        max_hue_conflict and min_frame_appearance)."""
+        return cls(options.min_inliers, options.min_inlier_ratio, options.min_appearance, options.max_hue_conflict,
+                   options.min_frame_appearance)
+
     def accepts(self, verification: Verification) -> bool:
         if verification.hue_conflict > self.max_hue_conflict:
             return False
@@ -414,21 +422,32 @@ def _correlation_after_warp(first: np.ndarray, second: np.ndarray, transform: np
     Where that leaves the two next to nothing in common, or nothing but plain pixels (each of
     two striped flags keeps a stripe), the margins were the picture: the whole overlap is
     compared, and where that is plain too (two blank canvases), only the grey levels."""
-    for trim_margins in (True, False):
-        warped, inside = _warp_onto(first, transform, APPEARANCE_SIDE, second, cv2.INTER_LINEAR,
-                                    _content(first) if trim_margins else None)
-        if trim_margins:
-            inside &= _content(second)
-        if np.count_nonzero(inside) < 16:
-            continue
-        a, b = warped[inside], second[inside]
-        if np.ptp(a) > MARGIN_LEVELS or np.ptp(b) > MARGIN_LEVELS:
-            a, b = a - a.mean(), b - b.mean()
-            spread = float(np.sqrt((a * a).sum() * (b * b).sum()))
-            return float((a * b).sum() / spread) if spread > 0 else 0.0
-    if np.count_nonzero(inside) < 16:
+    overlap = _overlap(first, second, transform, trim_margins=True)
+    if overlap is None or _both_plain(*overlap):
+        overlap = _overlap(first, second, transform, trim_margins=False)
+    if overlap is None:
         return 0.0
-    return 1.0 if abs(float(a.mean()) - float(b.mean())) <= MARGIN_LEVELS else 0.0
+    a, b = overlap
+    if _both_plain(a, b):
+        return 1.0 if abs(float(a.mean()) - float(b.mean())) <= MARGIN_LEVELS else 0.0
+    a, b = a - a.mean(), b - b.mean()
+    spread = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / spread) if spread > 0 else 0.0
+
+
+def _overlap(first: np.ndarray, second: np.ndarray, transform: np.ndarray,
+             trim_margins: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """The pixels of `first` warped onto `second` and of `second` where both cover (less each one's
+    plain margins with `trim_margins`); None when fewer than 16 pixels are left."""
+    warped, inside = _warp_onto(first, transform, APPEARANCE_SIDE, second, cv2.INTER_LINEAR,
+                                _content(first) if trim_margins else None)
+    if trim_margins:
+        inside &= _content(second)
+    return (warped[inside], second[inside]) if np.count_nonzero(inside) >= 16 else None
+
+
+def _both_plain(a: np.ndarray, b: np.ndarray) -> bool:
+    return np.ptp(a) <= MARGIN_LEVELS and np.ptp(b) <= MARGIN_LEVELS
 
 
 def _refined(first: np.ndarray, second: np.ndarray, transform: np.ndarray) -> np.ndarray | None:
