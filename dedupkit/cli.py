@@ -129,8 +129,8 @@ _DEFAULT_DEDUP = DedupOptions()
 
 def _dedup_options(
     *, hashes: list[str], flip: bool, embedder: str, min_similarity: float, keep: str, verify_local: bool,
-    candidate_similarity: float, min_inliers: int, max_hue_conflict: float, min_frame_appearance: float,
-    max_candidates_per_record: int, exact_only: bool,
+    candidate_similarity: float, min_copy_score: float, min_inliers: int, max_hue_conflict: float,
+    min_frame_appearance: float, max_candidates_per_record: int, exact_only: bool,
 ) -> DedupOptions | None:
     if exact_only:
         return None
@@ -156,6 +156,7 @@ def _dedup_options(
         keep=keep,
         verify_local=verify_local,
         candidate_similarity=candidate_similarity,
+        min_copy_score=None if min_copy_score > 1 else min_copy_score,
         min_inliers=min_inliers,
         max_hue_conflict=max_hue_conflict,
         min_frame_appearance=None if min_frame_appearance > 1 else min_frame_appearance,
@@ -288,13 +289,23 @@ _DEDUP_OPTIONS = {
         _DEFAULT_DEDUP.verify_local,
         "--verify-local/--no-verify-local",
         help="Confirm looser embedding candidates with local features (ORB keypoints in one geometric transform, "
-        "mirrored too with --flip; grey and colour thumbnails that agree): catches crops, flips, padding, rotations and overlays.",
+        "mirrored too with --flip; grey and colour thumbnails that agree), weighed by the learned copy verifier "
+        "(--min-copy-score): catches crops, flips, padding, rotations and overlays.",
     )),
     "candidate_similarity": (float, typer.Option(
         _DEFAULT_DEDUP.candidate_similarity, "--candidate-similarity", help="With --verify-local: embedding cosine from which pairs are checked."
     )),
+    "min_copy_score": (float, typer.Option(
+        _DEFAULT_DEDUP.min_copy_score,
+        "--min-copy-score",
+        help="With --verify-local: a candidate is a copy when the learned copy verifier (trees over all its keypoint and "
+        "thumbnail measurements and the cosine) scores it at this or more, 0..1, and its colours do not conflict "
+        "(--max-hue-conflict); above 1 verifies by the thresholds (--min-inliers, --min-frame-appearance) instead.",
+    )),
     "min_inliers": (int, typer.Option(
-        _DEFAULT_DEDUP.min_inliers, "--min-inliers", help="With --verify-local: keypoint matches one transform must explain."
+        _DEFAULT_DEDUP.min_inliers, "--min-inliers",
+        help="With --verify-local: keypoint matches one transform must explain (hash pairs; every candidate with "
+        "--min-copy-score above 1)."
     )),
     "max_hue_conflict": (float, typer.Option(
         _DEFAULT_DEDUP.max_hue_conflict,

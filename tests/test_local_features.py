@@ -1,4 +1,5 @@
-"""Local-feature verification: ORB signatures, geometric agreement of copies, the "local" decision."""
+"""Local-feature verification: ORB signatures, geometric agreement of copies, the "local", "thumbnail" and
+"verified" decisions."""
 
 import io
 from dataclasses import replace
@@ -11,6 +12,7 @@ from conftest import jpeg, small_drawing
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from dedupkit.records import DROPPED, KEPT, SKIPPED, Record
+from dedupkit.search import decide
 from dedupkit.search.decide import decide_duplicates
 from dedupkit.search.options import DedupOptions
 from dedupkit.signatures.local import _aligned_correlation, _polished_correlation  # the polish has no public entry
@@ -21,10 +23,12 @@ from dedupkit.signatures.local import (
     MAX_MIRROR_KEYPOINTS,
     THUMBNAIL_SIDE,
     CopyCriteria,
+    MEASUREMENT_NAMES,
     LocalFeatureStage,
     confirm_copy,
     confirm_whole_frame,
     orb_signature,
+    pair_measurements,
     unpack_orb,
     verify_pair,
     verify_whole_frame,
@@ -195,7 +199,8 @@ def test_decision_confirms_only_the_geometric_copy_among_loose_candidates(photos
 
     # The copy is cropped, then padded: the original's cut-off margin lands on the padding, so
     # its aligned thumbnails correlate poorly; the geometry alone decides here.
-    local = dict(hash_radius=(), verify_local=True, min_inliers=20, min_inlier_ratio=0.1, min_appearance=0.0)
+    local = dict(hash_radius=(), verify_local=True, min_copy_score=None, min_inliers=20, min_inlier_ratio=0.1,
+                 min_appearance=0.0)
     verdicts = decide_duplicates(table, DedupOptions(**local))
     assert verdicts.status == [KEPT, DROPPED, KEPT]
     assert verdicts.dup_kind[1] == "local" and verdicts.keeper_key[1] == "original.png"
@@ -234,7 +239,8 @@ def test_hue_conflict_tells_a_recoloured_part_from_a_recoloured_copy(photos):
     assert variant.hue_conflict > 0.1 and not criteria.accepts(variant)
 
 
-def test_decision_confirms_a_mirrored_crop_and_not_a_recoloured_part(photos):
+@pytest.mark.parametrize("verifier", ["thresholds", "learned"])
+def test_decision_confirms_a_mirrored_crop_and_not_a_recoloured_part(photos, verifier):
     fruits = photos["fruits"]
     base, side_a, side_b, side_c = np.eye(4)
     vectors = np.stack([_unit(base), _unit(base + 0.62 * side_a), _unit(base + 0.62 * side_b), _unit(base + 0.62 * side_c)])
@@ -242,12 +248,59 @@ def test_decision_confirms_a_mirrored_crop_and_not_a_recoloured_part(photos):
               "half_recoloured.jpg": _hue_shifted(fruits, 180, (0, 0, 256, 480)), "other.jpg": photos["home"]}
     table = _table(images, vectors)
     options = DedupOptions(hash_radius=(), min_appearance=0.9)
+    if verifier == "thresholds":
+        options = replace(options, min_copy_score=None)
     verdicts = decide_duplicates(table, options)
     assert verdicts.status == [KEPT, DROPPED, KEPT, KEPT]
-    assert verdicts.dup_kind[1] == "local" and verdicts.keeper_key[1] == "original.png"
+    assert verdicts.dup_kind[1] == ("local" if verifier == "thresholds" else "verified")
+    assert verdicts.keeper_key[1] == "original.png"
     assert decide_duplicates(table, replace(options, flip=False)).status == [KEPT, KEPT, KEPT, KEPT]
-    colour_blind = decide_duplicates(table, replace(options, max_hue_conflict=1.0))
-    assert colour_blind.status == [KEPT, DROPPED, DROPPED, KEPT]
+    if verifier == "thresholds":  # the colour check is what keeps the half-recoloured picture apart
+        colour_blind = decide_duplicates(table, replace(options, max_hue_conflict=1.0))
+        assert colour_blind.status == [KEPT, DROPPED, DROPPED, KEPT]
+
+
+def _captioned(image: Image.Image, size: int = 80) -> Image.Image:
+    """Two lines of large outlined text across the middle, as a stock preview has."""
+    image = image.copy()
+    draw = ImageDraw.Draw(image)
+    for line, top in (("© stock photo", image.height // 2 - size), ("SAMPLE 2024", image.height // 2 + 10)):
+        draw.text((20, top), line, fill=(255, 255, 255), font_size=size, stroke_width=3, stroke_fill=(0, 0, 0))
+    return image
+
+
+def test_learned_verifier_confirms_a_captioned_copy_that_the_thresholds_miss(photos, monkeypatch):
+    """The captions hide a fifth of the photo: its thumbnails correlate under the 0.95 bar, while
+    keypoints, the tiles the text leaves alone and the colours all say copy.  The trees weigh
+    them together; the other photo scores near zero."""
+    fruits = photos["fruits"]
+    base, side_a, side_b = np.eye(3)
+    vectors = np.stack([_unit(base), _unit(base + 0.62 * side_a), _unit(base + 0.62 * side_b)])
+    table = _table({"original.png": fruits, "captioned.jpg": _captioned(fruits), "other.jpg": photos["home"]}, vectors)
+    assert decide_duplicates(table, DedupOptions(hash_radius=(), min_copy_score=None)).status == [KEPT, KEPT, KEPT]
+    verdicts = decide_duplicates(table, DedupOptions(hash_radius=()))
+    assert verdicts.status == [KEPT, DROPPED, KEPT]
+    assert verdicts.dup_kind[1] == "verified" and verdicts.keeper_key[1] == "original.png"
+    score = 1.0 - verdicts.distance[1]
+    assert DedupOptions().min_copy_score <= score <= 1.0
+    assert verdicts.reason[1] == f"near duplicate of original.png (keypoints and thumbnails: copy score {score:.3f})"
+    # The score is a hard line: just above it, the pair is no copy.
+    assert decide_duplicates(table, DedupOptions(hash_radius=(), min_copy_score=score + 1e-6)).status == [KEPT] * 3
+    # Candidates are scored in batches; their size changes nothing.
+    monkeypatch.setattr(decide, "SCORED_TOGETHER", 1)
+    assert decide_duplicates(table, DedupOptions(hash_radius=())).distance == verdicts.distance
+
+
+def test_pair_measurements_are_named_and_see_the_mirror_only_when_asked(photos):
+    fruits = unpack_orb(orb_signature(photos["fruits"]))
+    mirrored = unpack_orb(orb_signature(ImageOps.mirror(photos["fruits"])))
+    measured = pair_measurements(fruits, mirrored)
+    assert measured.dtype == np.float32 and measured.shape == (len(MEASUREMENT_NAMES),)
+    value = dict(zip(MEASUREMENT_NAMES, measured.tolist()))
+    assert value["mirror_inliers"] >= 50 and value["mirror_polished_appearance"] > 0.95 and value["inliers"] < 20
+    assert value["keypoints_first"] == len(fruits) and value["plain"] == 0
+    own_orientation = dict(zip(MEASUREMENT_NAMES, pair_measurements(fruits, mirrored, mirror=False).tolist()))
+    assert own_orientation["mirror_inliers"] == own_orientation["inliers"] < 20
 
 
 def test_transparent_drawing_matches_its_flattened_copy(photos):
@@ -333,7 +386,7 @@ def test_decision_names_whole_frame_copies_and_can_turn_them_off(small_drawings)
     images = {"bat.png": small_drawings["bat"], "bat_small.jpg": _shrunk_jpeg(small_drawings["bat"]),
               "echidna.png": small_drawings["echidna"]}
     table = _table(images, vectors)
-    options = DedupOptions(hash_radius=(), min_frame_appearance=0.95)
+    options = DedupOptions(hash_radius=(), min_copy_score=None, min_frame_appearance=0.95)
     verdicts = decide_duplicates(table, options)
     assert verdicts.status == [KEPT, DROPPED, KEPT]
     assert verdicts.dup_kind[1] == "thumbnail" and verdicts.keeper_key[1] == "bat.png"

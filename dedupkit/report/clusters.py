@@ -57,7 +57,7 @@ MANIFEST_COLUMNS = ("ordinal", "key", "source", "status", "reason", "sha256", "w
 #: Later stages' columns, shown as badges on a member when the manifest has them.
 BADGE_COLUMNS = ("copyright_marked", "visible_mark_score", "watermark")
 #: Least certain first: an embedding match deserves a look before a byte-identical copy.
-KIND_ORDER = {"embedding": 0, "local": 1, "thumbnail": 2, "hash": 3, "exact": 4}
+KIND_ORDER = {"embedding": 0, "verified": 1, "local": 2, "thumbnail": 3, "hash": 4, "exact": 5}
 
 CLUSTER_CSS = """
 section.cluster { background: var(--card); border: 1px solid var(--line); border-radius: 8px;

@@ -149,15 +149,23 @@ def near_pair_sets(pictures: pa.Table, options: DedupOptions, thumbnails: "Thumb
         embeddings = embeddings_from_column(pictures.column(column))
         pair_sets.append(cosine_pairs(embeddings, options.min_similarity, kind="embedding"))
         if thumbnails is not None:
-            pair_sets.extend(thumbnails.verified_candidates(embeddings))
+            pair_sets.extend(thumbnails.verified_candidates())
     return pair_sets
 
 
 _NOT_MATCHED = object()
+# Candidate pairs measured and scored by the learned verifier at a time.
+SCORED_TOGETHER = 8192
 
 
 class ThumbnailCheck:
-    """Confirms candidate pairs with the ORB signatures (keypoints and thumbnails) of the pictures."""
+    """Confirms candidate pairs with the ORB signatures (keypoints and thumbnails) of the pictures.
+
+    With `min_copy_score` set, an embedding candidate (or a record and the keeper of a copy
+    it is paired with) is a copy when the learned verifier (dedupkit.search.copy_model)
+    scores its measurements at that or more; otherwise, and for hash pairs always, when
+    the thresholds of `CopyCriteria` accept it.
+    """
 
     def __init__(self, pictures: pa.Table, options: DedupOptions) -> None:
         from dedupkit.signatures.local import SIGNATURE_NAME, CopyCriteria  # OpenCV: only when asked
@@ -170,6 +178,12 @@ class ThumbnailCheck:
         self.criteria = CopyCriteria.of(options)
         # A hash pair already agrees globally: its whole frames need only the keypoint path's appearance bar.
         self.hash_criteria = replace(self.criteria, min_frame_appearance=options.min_appearance)
+        self.model = None
+        if options.min_copy_score is not None:
+            from dedupkit.search.copy_model import load_copy_model
+
+            self.model = load_copy_model()
+        self.embeddings = _unit_rows(embeddings_from_column(pictures.column(SIGNATURE_PREFIX + "embedding")))
         self._unpacked: dict = {}
         self._hash_pair_keypoints: dict = {}
 
@@ -180,14 +194,29 @@ class ThumbnailCheck:
             self._unpacked[row] = unpack_orb(self.signatures[row])
         return self._unpacked[row]
 
+    def pair_features(self, i: int, j: int) -> np.ndarray:
+        """What the learned verifier reads about a pair (copy_model.FEATURE_NAMES): the keypoint and
+        thumbnail measurements, then the embedding cosine."""
+        from dedupkit.signatures.local import pair_measurements
+
+        cosine = float(self.embeddings[i] @ self.embeddings[j])
+        measurements = pair_measurements(self.features(i), self.features(j), mirror=self.options.flip)
+        return np.append(measurements, np.float32(cosine))
+
     def confirm(self, i: int, j: int, criteria=None) -> tuple[str, float] | None:
-        """("local", 1 - inlier ratio) when keypoints confirm the pair, ("thumbnail", 1 - correlation)
-        when the whole frames do, None otherwise (`criteria` sets the whole-frame bar: the embedding
-        candidates' by default; keypoints are always held to the configured criteria).
+        """How the pair is confirmed as a copy, or None: ("verified", 1 - the learned verifier's
+        score) with `min_copy_score`, else ("local", 1 - inlier ratio) when keypoints confirm it,
+        ("thumbnail", 1 - correlation) when the whole frames do.  `criteria` sets the whole-frame
+        bar of the thresholds (the embedding candidates' by default; passing any criteria asks for
+        the thresholds, as hash pairs do); keypoints are always held to the configured criteria.
 
         Keypoint matching is not symmetric (ratio test from one side, appearance warped one
         way), so a pair is checked from both ends, and with `flip` against each end's mirror.
         """
+        if criteria is None and self.model is not None:
+            features = self.pair_features(i, j)
+            score = float(self.model.score(features)[0])
+            return ("verified", 1.0 - score) if self._copies(features, score)[0] else None
         from dedupkit.signatures.local import confirm_copy, confirm_whole_frame
 
         criteria = criteria or self.criteria
@@ -206,6 +235,13 @@ class ThumbnailCheck:
         verification = confirm_whole_frame(first, second, criteria, mirror=mirror)
         return None if verification is None else ("thumbnail", 1.0 - verification.appearance)
 
+    def _copies(self, features: np.ndarray, scores) -> np.ndarray:
+        """Which scored pairs the learned verifier makes copies: at `min_copy_score`, colours not in conflict."""
+        from dedupkit.search.copy_model import aligned_hue_conflict
+
+        return (np.asarray(scores) >= self.options.min_copy_score) & (
+            aligned_hue_conflict(features) <= self.options.max_hue_conflict)
+
     def agree(self, i: int, j: int) -> bool:
         """Whether the thumbnails confirm a hash pair; two signatures without thumbnails (plain pictures
         analysed before 2026-11-26 were stored as empty bytes) cannot tell."""
@@ -213,18 +249,39 @@ class ThumbnailCheck:
             return True
         return self.confirm(i, j, self.hash_criteria) is not None
 
-    def verified_candidates(self, embeddings: np.ndarray) -> list[Pairs]:
-        """Embedding candidates at the loose `candidate_similarity` that the thumbnails confirm.
+    def candidates(self) -> Pairs:
+        """Embedding pairs at the loose `candidate_similarity`, each record's `max_candidates_per_record`
+        nearest only: the loose search bounds the work (in crowds of look-alikes, flags or
+        playing cards, a record has hundreds of candidates)."""
+        return cosine_pairs(self.embeddings, self.options.candidate_similarity, kind="local",
+                            max_per_record=self.options.max_candidates_per_record)
 
-        The loose search bounds the work: only its pairs are checked, and of those only each
-        record's `max_candidates_per_record` nearest.  One pair set per way of confirming:
-        "local" (ORB keypoints under one geometric transform; distance 1 - the share of the
-        keypoints in the shared view that match) and "thumbnail" (a picture too small or
-        plain for keypoints whose frame has the other's shape, one grey thumbnail scaled onto
-        the other; distance 1 - their correlation).
+    def candidate_features(self, candidates: Pairs) -> np.ndarray:
+        """`pair_features` of every candidate, one row each (float32; zero rows for none)."""
+        from dedupkit.search.copy_model import FEATURE_NAMES
+
+        rows = [self.pair_features(i, j) for i, j in zip(candidates.i.tolist(), candidates.j.tolist())]
+        return np.stack(rows) if rows else np.zeros((0, len(FEATURE_NAMES)), np.float32)
+
+    def verified_candidates(self) -> list[Pairs]:
+        """The `candidates` that are copies, one pair set per way of confirming.
+
+        With the learned verifier, "verified" (distance 1 - its score), scored in one batch.
+        By the thresholds: "local" (ORB keypoints under one geometric transform; distance 1 -
+        the share of the keypoints in the shared view that match) and "thumbnail" (a picture
+        too small or plain for keypoints whose frame has the other's shape, one grey thumbnail
+        scaled onto the other; distance 1 - their correlation).
         """
-        candidates = cosine_pairs(embeddings, self.options.candidate_similarity, kind="local",
-                                  max_per_record=self.options.max_candidates_per_record)
+        candidates = self.candidates()
+        if self.model is not None:
+            scores, kept = np.zeros(len(candidates)), np.zeros(len(candidates), dtype=bool)
+            for start in range(0, len(candidates), SCORED_TOGETHER):  # bounds the features' and the walk's memory
+                part = slice(start, start + SCORED_TOGETHER)
+                features = self.candidate_features(Pairs(candidates.i[part], candidates.j[part], candidates.distance[part],
+                                                         candidates.kind))
+                scores[part] = self.model.score(features)
+                kept[part] = self._copies(features, scores[part])
+            return [Pairs(candidates.i[kept], candidates.j[kept], (1.0 - scores[kept]).astype(np.float32), "verified")]
         confirmed: dict[str, tuple[list, list]] = {"local": ([], []), "thumbnail": ([], [])}
         for index, (i, j) in enumerate(zip(candidates.i.tolist(), candidates.j.tolist())):
             found = self.confirm(i, j)
@@ -237,6 +294,11 @@ class ThumbnailCheck:
             rows = np.asarray(rows, dtype=np.int64)
             pair_sets.append(Pairs(candidates.i[rows], candidates.j[rows], np.asarray(distances, dtype=np.float32), kind))
         return pair_sets
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)
 
 
 def _column_or(table: pa.Table, name: str, default) -> np.ndarray:

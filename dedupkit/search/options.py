@@ -17,27 +17,27 @@ class DedupOptions:
     one frame: look-alikes that must all be kept).  pHash only at distance 0 (with its
     mirror), because flat drawings and flags collide at 2-8 bits; embeddings alone only
     at cosine 0.97, because distinct look-alikes (flags, card suits, moon phases) reach
-    0.93-1.0; below that, down to cosine 0.7, a pair is a copy only when local features
-    confirm it (15 ORB keypoints and a tenth of the shared ones under one similarity
-    transform, checked from both ends and against each end's mirror; the aligned grey
-    thumbnails correlate at 0.95, with the alignment polished on the thumbnails and plain
-    margins left out; colours do not conflict), or, for pictures too small or plain for
-    keypoints, when the same-shaped frames' thumbnails correlate at 0.98 scaled onto each
-    other.  Hash pairs must pass the thumbnail check too, their whole frames at 0.95 (a
-    nearly blank picture's pHash collides with others at 0 bits).  A record paired only
-    with a copy of a cluster's keeper is checked against the keeper itself (see
-    dedupkit.search.clusters).  On the held-out half: 81.5 % of copies removed, 0.5 % of
-    distinct pictures lost (3 of 620; one is a labelled version of another family's
-    drawing), 3 of the 1,000 garments dropped (before that keeper check and thumbnails for
-    plain pictures, 2026-11-26: 80.5 %, 2 pictures and 3 garments; before the alignment
-    polish and the margins, 2026-11-25: 77.4 %, 2
-    pictures and 9 garments, with the whole-frame bar at 0.99; at 12 keypoints and a
-    ratio of 0.08, before the whole-frame and hash checks: 76.9 %, 5 pictures and 24
-    garments; embeddings at 0.93 without local verification: 52 % and 1.1 %; imagededup
-    PHash at 10: 49 %, 6.6 % and 294 garments).  An appearance bar of 0.9 would remove
-    2.9 / 2.8 points more copies (dev / held out) for 5 / 7 pictures lost and 9 garments.
-    Greyscale and mildly recoloured copies are copies; the same drawing with some parts
-    in other colours is not.
+    0.93-1.0; below that, down to cosine 0.7, a pair is a copy only when its local
+    features say so: the learned copy verifier (dedupkit.search.copy_model, trained on
+    drawings and garments the benchmark does not use) weighs every keypoint and thumbnail
+    measurement of the pair (ORB inliers under one similarity transform, as is and
+    mirrored, from both ends; aligned grey thumbnails' correlation, whole and in tiles;
+    whole-frame comparison; hue conflict) with the cosine, and must score it at 0.6 with
+    colours not in conflict.  Hash pairs must pass the thresholds' thumbnail check, their
+    whole frames at 0.95 (a nearly blank picture's pHash collides with others at 0 bits).
+    A record paired only with a copy of a cluster's keeper is checked against the keeper
+    itself (see dedupkit.search.clusters).  On the held-out half: 85.8 % of copies
+    removed, 0.3 % of distinct pictures lost (2 of 620), 18 false merges, none of the 1,000
+    garments dropped; on the dev half, which the verifier never saw either, 90.3 % and 2
+    of 580 (verifying by the thresholds instead, `min_copy_score=None`: 81.5 %, 3
+    pictures, 20 false merges and 3 garments held out, 83.5 % and 4 on dev; before the
+    keeper check and thumbnails for plain pictures, 2026-11-26: 80.5 %; at 12 keypoints
+    and a ratio of 0.08, before the whole-frame and hash checks: 76.9 %, 5 pictures and
+    24 garments; embeddings at 0.93 without local verification: 52 % and 1.1 %;
+    imagededup PHash at 10: 49 %, 6.6 % and 294 garments).  The verifier measures every
+    candidate in full, so deciding costs about 2.5 times the thresholds' (which skip what
+    cannot change their verdict).  Greyscale and mildly recoloured copies are copies; the
+    same drawing with some parts in other colours is not.
     """
 
     hash_radius: tuple[tuple[str, int], ...] = (("phash", 0),)
@@ -64,7 +64,8 @@ class DedupOptions:
     """Only a record's nearest candidates (by cosine) are verified: bounds the work to about
     this many checks per record in crowds of look-alikes (flags, playing cards)."""
     min_inliers: int = 15
-    """Keypoint matches one similarity transform must explain for a candidate to be a copy."""
+    """Keypoint matches one similarity transform must explain for a candidate to be a copy (this and
+    the thresholds below verify hash pairs, and every candidate when `min_copy_score` is None)."""
     min_inlier_ratio: float = 0.1
     """...and their share of the keypoints the transform maps inside both frames."""
     min_appearance: float = 0.95
@@ -73,6 +74,11 @@ class DedupOptions:
     """...and at most this share of the aligned overlap coloured in both images with hues
     more than 90 degrees apart (a recoloured copy shifts hues a little; the same drawing
     in other colours changes some of them completely)."""
+    min_copy_score: float | None = 0.6
+    """An embedding candidate is a copy when the learned copy verifier (dedupkit.search.copy_model:
+    trees over every keypoint and thumbnail measurement of the pair and the cosine) scores it at
+    this or more (0..1); the thresholds above and below then only check hash pairs.  None
+    verifies candidates by those thresholds instead."""
     min_frame_appearance: float | None = 0.98
     """A candidate the keypoints cannot confirm (a small or plain picture) is still a copy when
     its frame has the other's shape and, one scaled onto the other, the grey thumbnails

@@ -264,25 +264,11 @@ def verify_pair(first: LocalFeatures, second: LocalFeatures, criteria: CopyCrite
     the better of the two appearances counts.
     """
     min_matches = criteria.min_inliers if criteria else 3
-    if len(first) < 2 or len(second) < 2:
-        return Verification(0, 0, 0)
-    knn = _matcher().knnMatch(first.descriptors, second.descriptors, k=2)
-    good = [m[0] for m in knn if len(m) == 2 and m[0].distance <= MAX_DESCRIPTOR_DISTANCE
-            and m[0].distance < MATCH_RATIO * m[1].distance]
-    if len(good) < max(3, min_matches):
-        return Verification(len(good), 0, 0)
-    source = first.points[[m.queryIdx for m in good]]
-    target = second.points[[m.trainIdx for m in good]]
-    transform, inlier_mask = cv2.estimateAffinePartial2D(
-        source, target, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS, maxIters=2000, confidence=0.99)
-    if transform is None or inlier_mask is None:
-        return Verification(len(good), 0, 0)
-    scale = float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
-    if not MIN_SCALE <= scale <= MAX_SCALE:
-        return Verification(len(good), 0, 0)
-    overlap = min(_inside(first.points, transform, second.frame),
-                  _inside(second.points, cv2.invertAffineTransform(transform), first.frame))
-    verification = Verification(len(good), int(inlier_mask.sum()), overlap, _aligned_correlation(first, second, transform),
+    matches, transform, inliers = _keypoint_fit(first, second, min_matches)
+    if transform is None or not MIN_SCALE <= _scale(transform) <= MAX_SCALE:
+        return Verification(matches, 0, 0)
+    verification = Verification(matches, inliers, _shared_view(first, second, transform),
+                                _aligned_correlation(first, second, transform),
                                 _hue_conflict(first, second, transform))
     if criteria is not None and (criteria.accepts(verification) or not criteria.accepts(replace(verification, appearance=1.0))):
         return verification
@@ -290,6 +276,36 @@ def verify_pair(first: LocalFeatures, second: LocalFeatures, criteria: CopyCrite
     if polished is None or polished <= verification.appearance:
         return verification
     return replace(verification, appearance=polished)
+
+
+def _keypoint_fit(first: LocalFeatures, second: LocalFeatures,
+                  min_matches: int = 3) -> tuple[int, np.ndarray | None, int]:
+    """(ratio-test matches, the similarity transform RANSAC fits to them, its inliers); no transform
+    when there are fewer than `min_matches` matches or RANSAC finds none."""
+    if len(first) < 2 or len(second) < 2:
+        return 0, None, 0
+    knn = _matcher().knnMatch(first.descriptors, second.descriptors, k=2)
+    good = [m[0] for m in knn if len(m) == 2 and m[0].distance <= MAX_DESCRIPTOR_DISTANCE
+            and m[0].distance < MATCH_RATIO * m[1].distance]
+    if len(good) < max(3, min_matches):
+        return len(good), None, 0
+    source = first.points[[m.queryIdx for m in good]]
+    target = second.points[[m.trainIdx for m in good]]
+    transform, inlier_mask = cv2.estimateAffinePartial2D(
+        source, target, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PIXELS, maxIters=2000, confidence=0.99)
+    if transform is None or inlier_mask is None:
+        return len(good), None, 0
+    return len(good), transform, int(inlier_mask.sum())
+
+
+def _scale(transform: np.ndarray) -> float:
+    return float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
+
+
+def _shared_view(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> int:
+    """The fewer of the two sets' keypoints that `transform` maps inside the other frame."""
+    return min(_inside(first.points, transform, second.frame),
+               _inside(second.points, cv2.invertAffineTransform(transform), first.frame))
 
 
 @dataclass(frozen=True)
@@ -499,6 +515,116 @@ def _inside(points: np.ndarray, transform: np.ndarray, frame: tuple[float, float
     width, height = frame
     return int(np.count_nonzero((mapped[:, 0] >= -FRAME_MARGIN) & (mapped[:, 1] >= -FRAME_MARGIN)
                                 & (mapped[:, 0] <= width + FRAME_MARGIN) & (mapped[:, 1] <= height + FRAME_MARGIN)))
+
+
+# ----------------------------------------------------------------------------- measurements of a pair
+
+# What `pair_measurements` reports, per orientation (as is, then against the mirror): the keypoint
+# fit in whichever direction explains more matches, then the whole-frame comparison.
+KEYPOINT_MEASURES = ("matches", "inliers", "shared_view", "inlier_ratio", "scale", "rotation_degrees", "appearance",
+                     "polished_appearance", "hue_conflict", "tile_correlation_median", "tile_correlation_lower_quartile",
+                     "agreeing_pixels", "coverage")
+FRAME_MEASURES = ("frame_appearance", "frame_hue_conflict", "frame_tile_correlation_median", "frame_agreeing_pixels")
+MEASUREMENT_NAMES = (KEYPOINT_MEASURES + FRAME_MEASURES + tuple("mirror_" + name for name in KEYPOINT_MEASURES + FRAME_MEASURES)
+                     + ("keypoints_first", "keypoints_second", "plain", "aspect_change"))
+# Tiles per side of the appearance thumbnail for the occlusion-tolerant measures (see _occlusion_tolerant).
+TILES = 4
+MIN_TILE_PIXELS = 12
+# Standard scores closer than this count as agreeing pixels.
+AGREEING_SPREAD = 0.5
+
+
+def pair_measurements(first: LocalFeatures, second: LocalFeatures, mirror: bool = True) -> np.ndarray:
+    """Everything the keypoints and thumbnails say about a pair, as MEASUREMENT_NAMES (float32).
+
+    `CopyCriteria` thresholds a few of these one at a time; the learned copy verifier
+    (dedupkit.search.copy_model) weighs them all together.  Besides the criteria's own
+    (inliers, their share, correlation, hue conflict, whole-frame correlation), it sees
+    how the correlation spreads over the picture: the median and lower quartile of the
+    correlations of 4x4 tiles of the aligned thumbnails, and the share of pixels whose
+    standard scores agree.  A copy with a caption written over it loses a few tiles and
+    keeps the rest; a look-alike differs everywhere a little.
+
+    Without `mirror` (or when `second` holds no mirrored keypoints) the mirror_ measurements
+    repeat the others: the pair is seen in its own orientation only.
+    """
+    mirrored = (second.mirrored() if mirror else None) or second
+    values: list[float] = []
+    for other in (second, mirrored):
+        values += _keypoint_measures(first, other) + _frame_measures(first, other)
+    plain = not len(first) or not len(second)
+    values += [len(first), len(second), float(plain), _aspect_change(first.frame, second.frame)]
+    return np.asarray(values, dtype=np.float32)
+
+
+def _keypoint_measures(first: LocalFeatures, second: LocalFeatures) -> list[float]:
+    """KEYPOINT_MEASURES of the fit from whichever end explains more matches (zeros but the match
+    count when neither end fits a transform)."""
+    matches, best = 0, None
+    for one, other in ((first, second), (second, first)):
+        fit_matches, transform, inliers = _keypoint_fit(one, other)
+        if transform is None:
+            matches = fit_matches if best is None and one is first else matches
+            continue
+        if best is None or inliers > best[3]:
+            matches, best = fit_matches, (one, other, transform, inliers)
+    if best is None:
+        return [float(matches)] + [0.0] * (len(KEYPOINT_MEASURES) - 1)
+    one, other, transform, inliers = best
+    shared = _shared_view(one, other, transform)
+    appearance = _aligned_correlation(one, other, transform)
+    polished = _polished_correlation(one, other, transform)
+    return [float(matches), float(inliers), float(shared), min(1.0, inliers / shared) if shared else 0.0,
+            _scale(transform), abs(float(np.degrees(np.arctan2(transform[1, 0], transform[0, 0])))),
+            appearance, max(appearance, -1.0 if polished is None else polished), _hue_conflict(one, other, transform),
+            *_occlusion_tolerant(one.appearance, other.appearance, transform)]
+
+
+def _frame_measures(first: LocalFeatures, second: LocalFeatures) -> list[float]:
+    """FRAME_MEASURES of `first` scaled onto `second`'s frame ((-1, 1, -1, 0) when the frames differ in shape)."""
+    verification = verify_whole_frame(first, second)
+    if verification is None:
+        return [-1.0, 1.0, -1.0, 0.0]
+    scaling = np.array([[second.frame[0] / first.frame[0], 0, 0], [0, second.frame[1] / first.frame[1], 0]])
+    tiles, _, agreeing, _ = _occlusion_tolerant(first.appearance, second.appearance, scaling)
+    return [verification.appearance, verification.hue_conflict, tiles, agreeing]
+
+
+def _occlusion_tolerant(first: np.ndarray, second: np.ndarray, transform: np.ndarray) -> list[float]:
+    """[median tile correlation, its lower quartile, share of agreeing pixels, share of `second` covered]
+    of the grey thumbnail `first` warped onto `second` (zeros when they share under 16 pixels).
+
+    Tiles with fewer than MIN_TILE_PIXELS covered pixels are skipped; two plain tiles agree
+    when their levels do."""
+    warped, inside = _warp_onto(first, transform, APPEARANCE_SIDE, second, cv2.INTER_LINEAR)
+    if np.count_nonzero(inside) < 16:
+        return [0.0, 0.0, 0.0, 0.0]
+    first_scores = (warped - warped[inside].mean()) / (warped[inside].std() + 1e-6)
+    second_scores = (second - second[inside].mean()) / (second[inside].std() + 1e-6)
+    agreeing = float((np.abs(first_scores - second_scores)[inside] < AGREEING_SPREAD).mean())
+    height, width = second.shape
+    correlations = []
+    for rows in np.array_split(np.arange(height), TILES):
+        for columns in np.array_split(np.arange(width), TILES):
+            covered = inside[np.ix_(rows, columns)]
+            if covered.sum() < MIN_TILE_PIXELS:
+                continue
+            a, b = warped[np.ix_(rows, columns)][covered], second[np.ix_(rows, columns)][covered]
+            if _both_plain(a, b):
+                correlations.append(1.0 if abs(float(a.mean()) - float(b.mean())) <= 2 * MARGIN_LEVELS else 0.0)
+                continue
+            a, b = a - a.mean(), b - b.mean()
+            spread = float(np.sqrt((a * a).sum() * (b * b).sum()))
+            correlations.append(float((a * b).sum() / spread) if spread > 0 else 0.0)
+    correlations = np.asarray(correlations or [0.0])
+    return [float(np.median(correlations)), float(np.quantile(correlations, 0.25)), agreeing, float(inside.mean())]
+
+
+def _aspect_change(first: tuple[float, float], second: tuple[float, float]) -> float:
+    """|log| of the ratio of two frames' aspect ratios (0 when a frame is empty)."""
+    if min(first + second) <= 0:
+        return 0.0
+    return abs(float(np.log((first[0] / first[1]) / (second[0] / second[1]))))
 
 
 @dataclass
