@@ -446,6 +446,11 @@ def _correlation_after_warp(first: np.ndarray, second: np.ndarray, transform: np
     a, b = overlap
     if _both_plain(a, b):
         return 1.0 if abs(float(a.mean()) - float(b.mean())) <= MARGIN_LEVELS else 0.0
+    return _pearson(a, b)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two equal-length pixel vectors (0 when either is flat)."""
     a, b = a - a.mean(), b - b.mean()
     spread = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / spread) if spread > 0 else 0.0
@@ -612,10 +617,8 @@ def _occlusion_tolerant(first: np.ndarray, second: np.ndarray, transform: np.nda
             a, b = warped[np.ix_(rows, columns)][covered], second[np.ix_(rows, columns)][covered]
             if _both_plain(a, b):
                 correlations.append(1.0 if abs(float(a.mean()) - float(b.mean())) <= 2 * MARGIN_LEVELS else 0.0)
-                continue
-            a, b = a - a.mean(), b - b.mean()
-            spread = float(np.sqrt((a * a).sum() * (b * b).sum()))
-            correlations.append(float((a * b).sum() / spread) if spread > 0 else 0.0)
+            else:
+                correlations.append(_pearson(a, b))
     correlations = np.asarray(correlations or [0.0])
     return [float(np.median(correlations)), float(np.quantile(correlations, 0.25)), agreeing, float(inside.mean())]
 
