@@ -607,20 +607,44 @@ def _occlusion_tolerant(first: np.ndarray, second: np.ndarray, transform: np.nda
     first_scores = (warped - warped[inside].mean()) / (warped[inside].std() + 1e-6)
     second_scores = (second - second[inside].mean()) / (second[inside].std() + 1e-6)
     agreeing = float((np.abs(first_scores - second_scores)[inside] < AGREEING_SPREAD).mean())
-    height, width = second.shape
-    correlations = []
-    for rows in np.array_split(np.arange(height), TILES):
-        for columns in np.array_split(np.arange(width), TILES):
-            covered = inside[np.ix_(rows, columns)]
-            if covered.sum() < MIN_TILE_PIXELS:
-                continue
-            a, b = warped[np.ix_(rows, columns)][covered], second[np.ix_(rows, columns)][covered]
-            if _both_plain(a, b):
-                correlations.append(1.0 if abs(float(a.mean()) - float(b.mean())) <= 2 * MARGIN_LEVELS else 0.0)
-            else:
-                correlations.append(_pearson(a, b))
+    correlations = _tile_correlations(warped[inside], second[inside], _tiles(second.shape)[inside])
     correlations = np.asarray(correlations or [0.0])
     return [float(np.median(correlations)), float(np.quantile(correlations, 0.25)), agreeing, float(inside.mean())]
+
+
+def _tiles(shape: tuple[int, int]) -> np.ndarray:
+    """The TILES x TILES tile (0..TILES**2 - 1, row-major) of each pixel of a thumbnail, rows and columns
+    split as np.array_split splits them."""
+    rows, columns = (np.repeat(np.arange(TILES), [len(part) for part in np.array_split(np.arange(side), TILES)])
+                     for side in shape)
+    return rows[:, None] * TILES + columns[None, :]
+
+
+def _tile_correlations(a: np.ndarray, b: np.ndarray, tile: np.ndarray) -> list[float]:
+    """Per tile with MIN_TILE_PIXELS or more of the pixels `a` and `b` (flat, aligned, `tile` naming each
+    one's tile): their correlation, or for two plain tiles whether their levels agree.  One pass of
+    bincounts instead of a loop over tiles: this runs for every candidate pair."""
+    tiles = TILES * TILES
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    count = np.bincount(tile, minlength=tiles)
+    sums = [np.bincount(tile, weights=values, minlength=tiles) for values in (a, b, a * a, b * b, a * b)]
+    low_a, high_a, low_b, high_b = (np.full(tiles, fill) for fill in (np.inf, -np.inf, np.inf, -np.inf))
+    np.minimum.at(low_a, tile, a), np.maximum.at(high_a, tile, a)
+    np.minimum.at(low_b, tile, b), np.maximum.at(high_b, tile, b)
+    correlations = []
+    for index in np.flatnonzero(count >= MIN_TILE_PIXELS):
+        n = count[index]
+        sum_a, sum_b, sum_aa, sum_bb, sum_ab = (total[index] for total in sums)
+        spread_a, spread_b = high_a[index] - low_a[index], high_b[index] - low_b[index]
+        if spread_a <= MARGIN_LEVELS and spread_b <= MARGIN_LEVELS:
+            correlations.append(1.0 if abs(sum_a / n - sum_b / n) <= 2 * MARGIN_LEVELS else 0.0)
+        elif spread_a == 0 or spread_b == 0:
+            correlations.append(0.0)
+        else:
+            covariance = sum_ab - sum_a * sum_b / n
+            variance = (sum_aa - sum_a * sum_a / n) * (sum_bb - sum_b * sum_b / n)
+            correlations.append(float(covariance / np.sqrt(variance)) if variance > 0 else 0.0)
+    return correlations
 
 
 def _aspect_change(first: tuple[float, float], second: tuple[float, float]) -> float:
