@@ -393,3 +393,30 @@ def test_decision_names_whole_frame_copies_and_can_turn_them_off(small_drawings)
     assert 0.0 <= verdicts.distance[1] <= 0.05
     assert verdicts.reason[1].startswith("near duplicate of bat.png (same frame: thumbnails correlate at 0.9")
     assert decide_duplicates(table, replace(options, min_frame_appearance=None)).status == [KEPT] * 3
+
+
+def test_tile_correlations_match_a_plain_loop_over_the_tiles():
+    """The bincount pass gives each tile what a loop over it would: its correlation, or for two
+    plain tiles whether their levels agree; tiles with too few covered pixels are left out."""
+    from dedupkit.signatures.local import MARGIN_LEVELS, MIN_TILE_PIXELS, TILES, _tile_correlations, _tiles
+
+    rng = np.random.default_rng(3)
+    first = rng.uniform(0, 255, (60, 64)).astype(np.float32)
+    second = (0.7 * first + rng.normal(0, 30, first.shape)).astype(np.float32)
+    first[:15, :16], second[:15, :16] = 200.0, 203.0  # a plain tile in both, levels agreeing
+    first[:15, 16:32] = 90.0  # plain in one only: no correlation
+    covered = np.ones(first.shape, dtype=bool)
+    covered[45:, 48:] = False  # the last tile is not covered at all
+    tile = _tiles(first.shape)
+    expected = []
+    for index in range(TILES * TILES):
+        a, b = first[covered & (tile == index)], second[covered & (tile == index)]
+        if a.size < MIN_TILE_PIXELS:
+            continue
+        if np.ptp(a) <= MARGIN_LEVELS and np.ptp(b) <= MARGIN_LEVELS:
+            expected.append(1.0 if abs(a.mean() - b.mean()) <= 2 * MARGIN_LEVELS else 0.0)
+        else:
+            expected.append(float(np.corrcoef(a, b)[0, 1]) if np.ptp(a) and np.ptp(b) else 0.0)
+    found = _tile_correlations(first[covered], second[covered], tile[covered])
+    assert len(found) == TILES * TILES - 1 and found[0] == 1.0 and found[1] == 0.0
+    assert np.allclose(found, expected, atol=1e-6)
