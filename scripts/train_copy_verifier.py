@@ -65,7 +65,7 @@ def candidate_pairs(folder: Path, family_of) -> tuple[np.ndarray, np.ndarray]:
     candidates = check.candidates()
     keys = table.column("key").to_pylist()
     same = np.asarray([family_of(keys[i]) == family_of(keys[j]) for i, j in zip(candidates.i.tolist(), candidates.j.tolist())])
-    return check.candidate_features(candidates), same
+    return check.candidate_features(candidates.i, candidates.j), same
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ scripts/train_copy_verifier.py on openclipart drawings that benchmarks/neardup_q
 never uses (with planted copies of the benchmark's kinds) and on Fashion-MNIST training
 garments as look-alikes (the benchmark counts test garments).
 
-The trees ship as plain arrays (`copy_verifier.npz`, a few hundred KB) and are evaluated
+The trees ship as plain arrays (`copy_verifier.npz`, about 0.1 MB) and are evaluated
 here with numpy, a batch of pairs at a time, so deciding needs neither scikit-learn nor
 pickles.
 """

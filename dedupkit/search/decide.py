@@ -143,10 +143,7 @@ def near_pair_sets(pictures: pa.Table, options: DedupOptions, thumbnails: "Thumb
             pairs = Pairs(pairs.i[agree], pairs.j[agree], pairs.distance[agree], pairs.kind)
         pair_sets.append(pairs)
     if options.embedder:
-        column = SIGNATURE_PREFIX + "embedding"
-        if column not in pictures.column_names:
-            raise ValueError("the signatures hold no embeddings; rerun the analysis with an embedder")
-        embeddings = embeddings_from_column(pictures.column(column))
+        embeddings = thumbnails.embeddings if thumbnails is not None else _embeddings(pictures)
         pair_sets.append(cosine_pairs(embeddings, options.min_similarity, kind="embedding"))
         if thumbnails is not None:
             pair_sets.extend(thumbnails.verified_candidates())
@@ -183,7 +180,8 @@ class ThumbnailCheck:
             from dedupkit.search.copy_model import load_copy_model
 
             self.model = load_copy_model()
-        self.embeddings = _unit_rows(embeddings_from_column(pictures.column(SIGNATURE_PREFIX + "embedding")))
+        self.embeddings = _embeddings(pictures)
+        self._unit_embeddings = _unit_rows(self.embeddings)
         self._unpacked: dict = {}
         self._hash_pair_keypoints: dict = {}
 
@@ -199,7 +197,7 @@ class ThumbnailCheck:
         thumbnail measurements, then the embedding cosine."""
         from dedupkit.signatures.local import pair_measurements
 
-        cosine = float(self.embeddings[i] @ self.embeddings[j])
+        cosine = float(self._unit_embeddings[i] @ self._unit_embeddings[j])
         measurements = pair_measurements(self.features(i), self.features(j), mirror=self.options.flip)
         return np.append(measurements, np.float32(cosine))
 
@@ -253,20 +251,20 @@ class ThumbnailCheck:
         """Embedding pairs at the loose `candidate_similarity`, each record's `max_candidates_per_record`
         nearest only: the loose search bounds the work (in crowds of look-alikes, flags or
         playing cards, a record has hundreds of candidates)."""
-        return cosine_pairs(self.embeddings, self.options.candidate_similarity, kind="local",
+        return cosine_pairs(self._unit_embeddings, self.options.candidate_similarity, kind="local",
                             max_per_record=self.options.max_candidates_per_record)
 
-    def candidate_features(self, candidates: Pairs) -> np.ndarray:
-        """`pair_features` of every candidate, one row each (float32; zero rows for none)."""
+    def candidate_features(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """`pair_features` of the pairs (first[k], second[k]), one row each (float32; zero rows for none)."""
         from dedupkit.search.copy_model import FEATURE_NAMES
 
-        rows = [self.pair_features(i, j) for i, j in zip(candidates.i.tolist(), candidates.j.tolist())]
+        rows = [self.pair_features(i, j) for i, j in zip(first.tolist(), second.tolist())]
         return np.stack(rows) if rows else np.zeros((0, len(FEATURE_NAMES)), np.float32)
 
     def verified_candidates(self) -> list[Pairs]:
         """The `candidates` that are copies, one pair set per way of confirming.
 
-        With the learned verifier, "verified" (distance 1 - its score), scored in one batch.
+        With the learned verifier, "verified" (distance 1 - its score), scored SCORED_TOGETHER at a time.
         By the thresholds: "local" (ORB keypoints under one geometric transform; distance 1 -
         the share of the keypoints in the shared view that match) and "thumbnail" (a picture
         too small or plain for keypoints whose frame has the other's shape, one grey thumbnail
@@ -277,8 +275,7 @@ class ThumbnailCheck:
             scores, kept = np.zeros(len(candidates)), np.zeros(len(candidates), dtype=bool)
             for start in range(0, len(candidates), SCORED_TOGETHER):  # bounds the features' and the walk's memory
                 part = slice(start, start + SCORED_TOGETHER)
-                features = self.candidate_features(Pairs(candidates.i[part], candidates.j[part], candidates.distance[part],
-                                                         candidates.kind))
+                features = self.candidate_features(candidates.i[part], candidates.j[part])
                 scores[part] = self.model.score(features)
                 kept[part] = self._copies(features, scores[part])
             return [Pairs(candidates.i[kept], candidates.j[kept], (1.0 - scores[kept]).astype(np.float32), "verified")]
@@ -294,6 +291,13 @@ class ThumbnailCheck:
             rows = np.asarray(rows, dtype=np.int64)
             pair_sets.append(Pairs(candidates.i[rows], candidates.j[rows], np.asarray(distances, dtype=np.float32), kind))
         return pair_sets
+
+
+def _embeddings(pictures: pa.Table) -> np.ndarray:
+    column = SIGNATURE_PREFIX + "embedding"
+    if column not in pictures.column_names:
+        raise ValueError("the signatures hold no embeddings; rerun the analysis with an embedder")
+    return embeddings_from_column(pictures.column(column))
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:

@@ -36,8 +36,9 @@ class DedupOptions:
     24 garments; embeddings at 0.93 without local verification: 52 % and 1.1 %;
     imagededup PHash at 10: 49 %, 6.6 % and 294 garments).  The verifier measures every
     candidate in full, so deciding costs about 2.5 times the thresholds' (30 s against 12 s
-    for the benchmark's 2,460 pictures; the thresholds skip what cannot change their verdict).  Greyscale and mildly recoloured copies are copies; the
-    same drawing with some parts in other colours is not.
+    for the benchmark's 2,460 pictures; the thresholds skip what cannot change their
+    verdict).  Greyscale and mildly recoloured copies are copies; the same drawing with
+    some parts in other colours is not.
     """
 
     hash_radius: tuple[tuple[str, int], ...] = (("phash", 0),)

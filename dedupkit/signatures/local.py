@@ -345,14 +345,22 @@ def confirm_copy(first: LocalFeatures, second: LocalFeatures, criteria: CopyCrit
 
 def verify_whole_frame(first: LocalFeatures, second: LocalFeatures) -> Verification | None:
     """Appearance and colours of `first` scaled onto `second`'s frame; None when the frames differ in shape."""
-    (first_width, first_height), (second_width, second_height) = first.frame, second.frame
+    scaling = _frame_scaling(first.frame, second.frame)
+    if scaling is None:
+        return None
+    return Verification(0, 0, 0, _aligned_correlation(first, second, scaling), _hue_conflict(first, second, scaling),
+                        whole_frame=True)
+
+
+def _frame_scaling(first: tuple[float, float], second: tuple[float, float]) -> np.ndarray | None:
+    """The transform that scales the frame `first` onto `second`; None when either is empty or their
+    aspect ratios differ by more than FRAME_ASPECT_TOLERANCE."""
+    (first_width, first_height), (second_width, second_height) = first, second
     if not (first_width and first_height and second_width and second_height):
         return None
     if abs((first_width / first_height) / (second_width / second_height) - 1) > FRAME_ASPECT_TOLERANCE:
         return None
-    scaling = np.array([[second_width / first_width, 0, 0], [0, second_height / first_height, 0]])
-    return Verification(0, 0, 0, _aligned_correlation(first, second, scaling), _hue_conflict(first, second, scaling),
-                        whole_frame=True)
+    return np.array([[second_width / first_width, 0, 0], [0, second_height / first_height, 0]])
 
 
 def confirm_whole_frame(first: LocalFeatures, second: LocalFeatures, criteria: CopyCriteria,
@@ -565,17 +573,11 @@ def pair_measurements(first: LocalFeatures, second: LocalFeatures, mirror: bool 
 def _keypoint_measures(first: LocalFeatures, second: LocalFeatures) -> list[float]:
     """KEYPOINT_MEASURES of the fit from whichever end explains more matches (zeros but the match
     count when neither end fits a transform)."""
-    matches, best = 0, None
-    for one, other in ((first, second), (second, first)):
-        fit_matches, transform, inliers = _keypoint_fit(one, other)
-        if transform is None:
-            matches = fit_matches if best is None and one is first else matches
-            continue
-        if best is None or inliers > best[3]:
-            matches, best = fit_matches, (one, other, transform, inliers)
-    if best is None:
-        return [float(matches)] + [0.0] * (len(KEYPOINT_MEASURES) - 1)
-    one, other, transform, inliers = best
+    fits = [(one, other, *_keypoint_fit(one, other)) for one, other in ((first, second), (second, first))]
+    fitted = [fit for fit in fits if fit[3] is not None]
+    if not fitted:
+        return [float(fits[0][2])] + [0.0] * (len(KEYPOINT_MEASURES) - 1)
+    one, other, matches, transform, inliers = max(fitted, key=lambda fit: fit[4])  # the first end on a tie
     shared = _shared_view(one, other, transform)
     appearance = _aligned_correlation(one, other, transform)
     polished = _polished_correlation(one, other, transform)
@@ -587,12 +589,11 @@ def _keypoint_measures(first: LocalFeatures, second: LocalFeatures) -> list[floa
 
 def _frame_measures(first: LocalFeatures, second: LocalFeatures) -> list[float]:
     """FRAME_MEASURES of `first` scaled onto `second`'s frame ((-1, 1, -1, 0) when the frames differ in shape)."""
-    verification = verify_whole_frame(first, second)
-    if verification is None:
+    scaling = _frame_scaling(first.frame, second.frame)
+    if scaling is None:
         return [-1.0, 1.0, -1.0, 0.0]
-    scaling = np.array([[second.frame[0] / first.frame[0], 0, 0], [0, second.frame[1] / first.frame[1], 0]])
     tiles, _, agreeing, _ = _occlusion_tolerant(first.appearance, second.appearance, scaling)
-    return [verification.appearance, verification.hue_conflict, tiles, agreeing]
+    return [_aligned_correlation(first, second, scaling), _hue_conflict(first, second, scaling), tiles, agreeing]
 
 
 def _occlusion_tolerant(first: np.ndarray, second: np.ndarray, transform: np.ndarray) -> list[float]:
