@@ -265,7 +265,7 @@ def verify_pair(first: LocalFeatures, second: LocalFeatures, criteria: CopyCrite
     """
     min_matches = criteria.min_inliers if criteria else 3
     matches, transform, inliers = _keypoint_fit(first, second, min_matches)
-    if not _plausible(transform):
+    if transform is None or not MIN_SCALE <= _scale(transform) <= MAX_SCALE:
         return Verification(matches, 0, 0)
     verification = Verification(matches, inliers, _shared_view(first, second, transform),
                                 _aligned_correlation(first, second, transform),
@@ -300,13 +300,6 @@ def _keypoint_fit(first: LocalFeatures, second: LocalFeatures,
 
 def _scale(transform: np.ndarray) -> float:
     return float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
-
-
-def _plausible(transform: np.ndarray | None) -> bool:
-    """Whether a keypoint fit could align a copy: thumbnails share their long side, so a copy's
-    fit scales by MIN_SCALE..MAX_SCALE; RANSAC's fit to a handful of chance matches often
-    shrinks one picture to a speck instead."""
-    return transform is not None and MIN_SCALE <= _scale(transform) <= MAX_SCALE
 
 
 def _shared_view(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> int:
@@ -579,9 +572,9 @@ def pair_measurements(first: LocalFeatures, second: LocalFeatures, mirror: bool 
 
 def _keypoint_measures(first: LocalFeatures, second: LocalFeatures) -> list[float]:
     """KEYPOINT_MEASURES of the fit from whichever end explains more matches (zeros but the match
-    count when neither end fits a `_plausible` transform: the whole-frame measures then speak)."""
+    count when neither end fits a transform)."""
     fits = [(one, other, *_keypoint_fit(one, other)) for one, other in ((first, second), (second, first))]
-    fitted = [fit for fit in fits if _plausible(fit[3])]
+    fitted = [fit for fit in fits if fit[3] is not None]
     if not fitted:
         return [float(fits[0][2])] + [0.0] * (len(KEYPOINT_MEASURES) - 1)
     one, other, matches, transform, inliers = max(fitted, key=lambda fit: fit[4])  # the first end on a tie
