@@ -420,3 +420,43 @@ def test_tile_correlations_match_a_plain_loop_over_the_tiles():
     found = _tile_correlations(first[covered], second[covered], tile[covered])
     assert len(found) == TILES * TILES - 1 and found[0] == 1.0 and found[1] == 0.0
     assert np.allclose(found, expected, atol=1e-6)
+
+
+def test_template_fit_finds_a_padded_shrunk_copy_and_its_scale_where_keypoints_do_not(small_drawings):
+    """A small drawing padded by an eighth of its width in grey, shrunk and recompressed: RANSAC
+    collapses its few keypoint matches onto a point.  Its appearance thumbnail still holds the
+    original at 1 / 1.25 of its width, and the template search finds it there (in both orders of
+    the pair, and through the mirror for a mirrored copy).  Another drawing fits nowhere as well."""
+    bat, echidna = small_drawings["bat"], small_drawings["echidna"]
+    border = bat.width // 8
+    padded = _shrunk_jpeg(ImageOps.expand(bat, border=border, fill=(128, 128, 128)), factor=0.6)
+    original, copy, other = (unpack_orb(orb_signature(image)) for image in (bat, padded, echidna))
+    for first, second in ((original, copy), (copy, original)):
+        value = dict(zip(MEASUREMENT_NAMES, pair_measurements(first, second).tolist()))
+        assert value["inliers"] < DedupOptions().min_inliers or not 0.6 <= value["scale"] <= 1.7
+        assert value["template_correlation"] > 0.95 and value["template_appearance"] > 0.95
+        assert value["template_scale"] == pytest.approx(bat.width / (bat.width + 2 * border), abs=0.03)
+        assert value["template_tile_correlation_median"] > 0.8 and value["template_mirrored"] == 0
+    rooster = small_drawings["rooster"]  # a bat is its own mirror image; a rooster in profile is not
+    mirrored = unpack_orb(orb_signature(ImageOps.mirror(ImageOps.expand(rooster, border=border, fill=(128, 128, 128)))))
+    rooster = unpack_orb(orb_signature(rooster))
+    through_mirror = dict(zip(MEASUREMENT_NAMES, pair_measurements(rooster, mirrored).tolist()))
+    assert through_mirror["template_correlation"] > 0.95 and through_mirror["template_mirrored"] == 1
+    own_orientation = dict(zip(MEASUREMENT_NAMES, pair_measurements(rooster, mirrored, mirror=False).tolist()))
+    assert own_orientation["template_mirrored"] == 0
+    assert own_orientation["template_correlation"] < through_mirror["template_correlation"] - 0.1
+    unrelated = dict(zip(MEASUREMENT_NAMES, pair_measurements(original, other).tolist()))
+    assert unrelated["template_correlation"] < 0.8
+
+
+def test_template_fit_leaves_plain_pictures_and_tiny_thumbnails_unmeasured():
+    plain = unpack_orb(orb_signature(Image.new("RGB", (200, 120), (40, 90, 200))))
+    striped = Image.new("RGB", (200, 120), (255, 255, 255))
+    ImageDraw.Draw(striped).rectangle((0, 40, 199, 79), fill=(200, 20, 20))
+    value = dict(zip(MEASUREMENT_NAMES, pair_measurements(plain, unpack_orb(orb_signature(striped))).tolist()))
+    # The plain picture fits nowhere, but the striped one is searched inside it: no window of a plain
+    # picture correlates with stripes.
+    assert value["template_correlation"] <= 0.0
+    sliver = unpack_orb(orb_signature(Image.new("RGB", (400, 20), (0, 0, 0))))
+    none = dict(zip(MEASUREMENT_NAMES, pair_measurements(sliver, plain).tolist()))
+    assert none["template_correlation"] == -1.0 and none["template_scale"] == 0.0
