@@ -16,7 +16,7 @@ so the verifier has never seen a photo; the benchmark's photo families say how i
 generalizes.  The threshold, `DedupOptions.min_copy_score`, is chosen by the
 benchmark's calibration on its dev half.
 
-    nice -n 10 python scripts/train_copy_verifier.py     # ~20 minutes on 2 cores; the defaults reproduce the shipped trees
+    nice -n 10 python scripts/train_copy_verifier.py     # ~10 minutes on 2 cores; the defaults reproduce the shipped trees
 """
 
 from __future__ import annotations

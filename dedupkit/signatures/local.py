@@ -538,24 +538,13 @@ KEYPOINT_MEASURES = ("matches", "inliers", "shared_view", "inlier_ratio", "scale
                      "polished_appearance", "hue_conflict", "tile_correlation_median", "tile_correlation_lower_quartile",
                      "agreeing_pixels", "coverage")
 FRAME_MEASURES = ("frame_appearance", "frame_hue_conflict", "frame_tile_correlation_median", "frame_agreeing_pixels")
-# The template fit: one picture's appearance thumbnail, scaled, slid over the other's (see _template_fit).
-TEMPLATE_MEASURES = ("template_correlation", "template_scale", "template_appearance", "template_hue_conflict",
-                     "template_tile_correlation_median", "template_tile_correlation_lower_quartile",
-                     "template_agreeing_pixels", "template_coverage", "template_mirrored")
 MEASUREMENT_NAMES = (KEYPOINT_MEASURES + FRAME_MEASURES + tuple("mirror_" + name for name in KEYPOINT_MEASURES + FRAME_MEASURES)
-                     + ("keypoints_first", "keypoints_second", "plain", "aspect_change") + TEMPLATE_MEASURES)
+                     + ("keypoints_first", "keypoints_second", "plain", "aspect_change"))
 # Tiles per side of the appearance thumbnail for the occlusion-tolerant measures (see _occlusion_tolerant).
 TILES = 4
 MIN_TILE_PIXELS = 12
 # Standard scores closer than this count as agreeing pixels.
 AGREEING_SPREAD = 0.5
-# Scales at which one appearance thumbnail is slid over the other (the smaller inside the larger): a pad
-# of up to a fifth of each side shrinks the original to 0.6 of the copy, a crop enlarges the copy as much.
-TEMPLATE_SCALES = np.arange(0.5, 1.0001, 0.05)
-# The coarse search runs on thumbnails this much smaller; its best fits are refined at full size.
-TEMPLATE_COARSE = 2
-TEMPLATE_REFINED = 2
-MIN_TEMPLATE_SIDE = 6
 
 
 def pair_measurements(first: LocalFeatures, second: LocalFeatures, mirror: bool = True) -> np.ndarray:
@@ -567,9 +556,7 @@ def pair_measurements(first: LocalFeatures, second: LocalFeatures, mirror: bool 
     how the correlation spreads over the picture: the median and lower quartile of the
     correlations of 4x4 tiles of the aligned thumbnails, and the share of pixels whose
     standard scores agree.  A copy with a caption written over it loses a few tiles and
-    keeps the rest; a look-alike differs everywhere a little.  Last, the template fit
-    (`_template_fit`): one appearance thumbnail scaled and slid over the other, which finds
-    pads and crops of pictures whose keypoints do not survive the copy (TEMPLATE_MEASURES).
+    keeps the rest; a look-alike differs everywhere a little.
 
     Without `mirror` (or when `second` holds no mirrored keypoints) the mirror_ measurements
     repeat the others: the pair is seen in its own orientation only.
@@ -580,7 +567,6 @@ def pair_measurements(first: LocalFeatures, second: LocalFeatures, mirror: bool 
         values += _keypoint_measures(first, other) + _frame_measures(first, other)
     plain = not len(first) or not len(second)
     values += [len(first), len(second), float(plain), _aspect_change(first.frame, second.frame)]
-    values += _template_measures(first, second, mirrored)
     return np.asarray(values, dtype=np.float32)
 
 
@@ -599,78 +585,6 @@ def _keypoint_measures(first: LocalFeatures, second: LocalFeatures) -> list[floa
             _scale(transform), abs(float(np.degrees(np.arctan2(transform[1, 0], transform[0, 0])))),
             appearance, max(appearance, -1.0 if polished is None else polished), _hue_conflict(one, other, transform),
             *_occlusion_tolerant(one.appearance, other.appearance, transform)]
-
-
-def _template_measures(first: LocalFeatures, second: LocalFeatures, mirrored: LocalFeatures) -> list[float]:
-    """TEMPLATE_MEASURES of the best template fit between `first` and `second` as is or `mirrored`
-    ((-1, 0, -1, 1, -1, -1, 0, 0, 0) when neither thumbnail fits inside the other, or both are plain)."""
-    fits = [(*fit, float(flipped)) for flipped, other in enumerate((second, mirrored) if mirrored is not second else (second,))
-            for fit in (_template_fit(first, other), _template_fit(other, first)) if fit is not None]
-    if not fits:
-        return [-1.0, 0.0, -1.0, 1.0, -1.0, -1.0, 0.0, 0.0, 0.0]
-    correlation, one, other, transform, flipped = max(fits, key=lambda fit: fit[0])
-    return [correlation, _scale(transform), _aligned_correlation(one, other, transform),
-            _hue_conflict(one, other, transform), *_occlusion_tolerant(one.appearance, other.appearance, transform),
-            flipped]
-
-
-def _template_fit(first: LocalFeatures, second: LocalFeatures) -> tuple | None:
-    """(correlation, first, second, transform) of `first`'s appearance thumbnail scaled (TEMPLATE_SCALES) and
-    shifted to where it correlates best inside `second`'s; None when it fits at no scale or is plain.
-
-    Keypoints find a pad or a crop only where they survive it: a 30 px copy, a blurred or
-    recompressed one, a chevron's repeated corners give RANSAC nothing to hold on to.  The
-    thumbnails are searched directly, as normalized cross-correlation (OpenCV's matchTemplate):
-    coarsely on half-size thumbnails, then the best TEMPLATE_REFINED fits at full size, at their
-    scale and its neighbours, near their place."""
-    template, image = first.appearance, second.appearance
-    if min(template.shape + image.shape) < 2 * MIN_TEMPLATE_SIDE or np.ptp(template) <= MARGIN_LEVELS:
-        return None
-    coarse_template, coarse_image = (cv2.resize(part, (max(1, part.shape[1] // TEMPLATE_COARSE),
-                                                       max(1, part.shape[0] // TEMPLATE_COARSE)), interpolation=cv2.INTER_AREA)
-                                     for part in (template, image))
-    coarse = []
-    for scale in TEMPLATE_SCALES:
-        found = _best_place(coarse_template, coarse_image, scale)
-        if found is not None:
-            coarse.append((found[0], scale, found[1]))
-    if not coarse:
-        return None
-    best = None
-    step = TEMPLATE_SCALES[1] - TEMPLATE_SCALES[0]
-    for _, scale, (x, y) in sorted(coarse, reverse=True)[:TEMPLATE_REFINED]:
-        for refined_scale in (scale - step / 2, scale, min(1.0, scale + step / 2)):
-            found = _best_place(template, image, refined_scale, near=(x * TEMPLATE_COARSE, y * TEMPLATE_COARSE))
-            if found is not None and (best is None or found[0] > best[0]):
-                best = (found[0], refined_scale, found[1])
-    if best is None:
-        return None
-    correlation, scale, (x, y) = best
-    height, width = template.shape
-    to_frame = THUMBNAIL_SIDE / APPEARANCE_SIDE
-    scale_x, scale_y = round(width * scale) / width, round(height * scale) / height
-    transform = np.array([[scale_x, 0.0, x * to_frame], [0.0, scale_y, y * to_frame]])
-    return correlation, first, second, transform
-
-
-def _best_place(template: np.ndarray, image: np.ndarray, scale: float,
-                near: tuple[int, int] | None = None) -> tuple[float, tuple[int, int]] | None:
-    """(correlation, (x, y) of the top-left corner) where `template` scaled by `scale` correlates best
-    with `image`, within TEMPLATE_COARSE + 1 pixels of `near` when given; None when it does not fit."""
-    width, height = round(template.shape[1] * scale), round(template.shape[0] * scale)
-    if min(width, height) < MIN_TEMPLATE_SIDE or width > image.shape[1] or height > image.shape[0]:
-        return None
-    scaled = cv2.resize(template, (width, height), interpolation=cv2.INTER_AREA)
-    if np.ptp(scaled) <= MARGIN_LEVELS:
-        return None
-    left = top = 0
-    if near is not None:
-        reach = TEMPLATE_COARSE + 1
-        left, top = (max(0, min(near[0] - reach, image.shape[1] - width)), max(0, min(near[1] - reach, image.shape[0] - height)))
-        image = image[top:top + height + 2 * reach, left:left + width + 2 * reach]
-    # OpenCV bounds the normalized correlation itself, a plain window of `image` included.
-    _, correlation, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(image, scaled, cv2.TM_CCOEFF_NORMED))
-    return min(1.0, float(correlation)), (left + x, top + y)
 
 
 def _frame_measures(first: LocalFeatures, second: LocalFeatures) -> list[float]:
