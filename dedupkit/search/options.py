@@ -35,7 +35,7 @@ class DedupOptions:
     and a ratio of 0.08, before the whole-frame and hash checks: 76.9 %, 5 pictures and
     24 garments; embeddings at 0.93 without local verification: 52 % and 1.1 %;
     imagededup PHash at 10: 49 %, 6.6 % and 294 garments).  The verifier measures every
-    candidate in full, so deciding costs about 2.5 times the thresholds' (30 s against 12 s
+    candidate in full, so deciding costs about 2.7 times the thresholds' (20 s against 7 s
     for the benchmark's 2,460 pictures; the thresholds skip what cannot change their
     verdict).  Greyscale and mildly recoloured copies are copies; the same drawing with
     some parts in other colours is not.

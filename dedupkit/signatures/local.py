@@ -51,6 +51,7 @@ their own orientation without the colour test.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cache, cached_property
 from typing import Callable, Iterable, Iterator
 
 import cv2
@@ -168,11 +169,22 @@ class LocalFeatures:
 
     def mirrored(self) -> "LocalFeatures | None":
         """The features of the mirrored image (None when the signature holds no mirrored keypoints)."""
+        return self._mirror
+
+    # Built once per picture, not once per pair it is verified in: a picture meets up to
+    # max_candidates_per_record others, and each pair looks at the mirror and the margins again.
+    @cached_property
+    def _mirror(self) -> "LocalFeatures | None":
         if self.mirror_descriptors is None:
             return None
         return LocalFeatures(self.mirror_descriptors, self.mirror_points, self.frame,
                              np.ascontiguousarray(self.appearance[:, ::-1]), np.ascontiguousarray(self.colour[:, ::-1]),
                              self.descriptors, self.points)
+
+    @cached_property
+    def content(self) -> np.ndarray:
+        """Where the appearance thumbnail holds the picture (`_content`): all of it but plain margins."""
+        return _content(self.appearance)
 
 
 def unpack_orb(signature: bytes | None) -> LocalFeatures:
@@ -428,20 +440,15 @@ def _margin(lines: np.ndarray) -> int:
     return len(plain) if plain.all() else int(np.argmin(plain))
 
 
-def _aligned_correlation(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> float:
-    """Correlation of `first`'s appearance thumbnail warped onto `second`'s, over their overlap."""
-    return _correlation_after_warp(first.appearance, second.appearance, transform)
-
-
 def _polished_correlation(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> float | None:
     """`_aligned_correlation` after the transform is polished on the thumbnails themselves
     (`_refined`); None when the polish fails or would move too far."""
     polished = _refined(first.appearance, second.appearance, transform)
-    return None if polished is None else _correlation_after_warp(first.appearance, second.appearance, polished)
+    return None if polished is None else _aligned_correlation(first, second, polished)
 
 
-def _correlation_after_warp(first: np.ndarray, second: np.ndarray, transform: np.ndarray) -> float:
-    """Correlation of the grey thumbnail `first` warped onto `second`, over their overlap less plain margins.
+def _aligned_correlation(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> float:
+    """Correlation of `first`'s appearance thumbnail warped onto `second`'s, over their overlap less plain margins.
 
     Where that leaves the two next to nothing in common, or nothing but plain pixels (each of
     two striped flags keeps a stripe), the margins were the picture: the whole overlap is
@@ -464,15 +471,15 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / spread) if spread > 0 else 0.0
 
 
-def _overlap(first: np.ndarray, second: np.ndarray, transform: np.ndarray,
+def _overlap(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray,
              trim_margins: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """The pixels of `first` warped onto `second` and of `second` where both cover (less each one's
-    plain margins with `trim_margins`); None when fewer than 16 pixels are left."""
-    warped, inside = _warp_onto(first, transform, APPEARANCE_SIDE, second, cv2.INTER_LINEAR,
-                                _content(first) if trim_margins else None)
+    """The pixels of `first`'s appearance thumbnail warped onto `second`'s and of `second`'s where both
+    cover (less each one's plain margins with `trim_margins`); None when fewer than 16 pixels are left."""
+    warped, inside = _warp_onto(first.appearance, transform, APPEARANCE_SIDE, second.appearance, cv2.INTER_LINEAR,
+                                first.content if trim_margins else None)
     if trim_margins:
-        inside &= _content(second)
-    return (warped[inside], second[inside]) if np.count_nonzero(inside) >= 16 else None
+        inside &= second.content
+    return (warped[inside], second.appearance[inside]) if np.count_nonzero(inside) >= 16 else None
 
 
 def _both_plain(a: np.ndarray, b: np.ndarray) -> bool:
@@ -613,12 +620,15 @@ def _occlusion_tolerant(first: np.ndarray, second: np.ndarray, transform: np.nda
     return [float(np.median(correlations)), float(np.quantile(correlations, 0.25)), agreeing, float(inside.mean())]
 
 
+@cache  # thumbnails come in few shapes (long side APPEARANCE_SIDE), and every candidate pair asks
 def _tiles(shape: tuple[int, int]) -> np.ndarray:
     """The TILES x TILES tile (0..TILES**2 - 1, row-major) of each pixel of a thumbnail, rows and columns
-    split as np.array_split splits them."""
+    split as np.array_split splits them (read-only: it is shared)."""
     rows, columns = (np.repeat(np.arange(TILES), [len(part) for part in np.array_split(np.arange(side), TILES)])
                      for side in shape)
-    return rows[:, None] * TILES + columns[None, :]
+    tiles = rows[:, None] * TILES + columns[None, :]
+    tiles.flags.writeable = False
+    return tiles
 
 
 def _tile_correlations(a: np.ndarray, b: np.ndarray, tile: np.ndarray) -> list[float]:
