@@ -12,6 +12,7 @@ same files as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -38,7 +39,7 @@ from dedupkit.search.options import DedupOptions
 from dedupkit.signatures.exact import DecodeStage
 from dedupkit.signatures.hashes import HashStage
 from dedupkit.sinks import OUTPUT_FORMATS, atomic_write_bytes, atomic_write_table, make_writer, remove_temporaries
-from dedupkit.sinks.manifest import column_or_nones, concat, manifest_view, record_row, rows_to_table
+from dedupkit.sinks.manifest import SIGNATURE_PREFIX, column_or_nones, concat, manifest_view, record_row, rows_to_table
 from dedupkit.sources import Source, SourceOptions, Unit, open_source
 from dedupkit.sources.base import UNIT_STRIDE
 from dedupkit.sources.parquet import ParquetColumns
@@ -255,17 +256,59 @@ def decide(paths: RunPaths, units: list[Unit], options: CleanOptions) -> pa.Tabl
     Also numbers every record densely in input order (`record_index`, its row in the
     manifest): the watermark payload carries it, the registry maps it back to the key.
     """
-    table = concat(pq.read_table(paths.signature_shard(u)) for u in units)
     dedup = options.dedup
     if dedup is not None and options.copyright == "prefer-unmarked":
         dedup = dataclasses.replace(dedup, keep="prefer-unmarked")
     if not options.find_duplicates:
+        table = concat(_without_signatures(paths.signature_shard(u)) for u in units)
         verdicts = pa.table({"ordinal": table.column("ordinal"), "status": table.column("status"), "reason": table.column("reason")})
     else:
-        verdicts = decide_duplicates(table, dedup).as_table(table.column("ordinal"))
+        with _analysis_for_decision(paths, units) as table:
+            verdicts = decide_duplicates(table, dedup).as_table(table.column("ordinal"))
     if options.copyright == "drop":
         verdicts = _drop_copyright_marked(table, verdicts)
     return verdicts.append_column("record_index", pa.array(np.arange(table.num_rows), pa.int64()))
+
+
+def _without_signatures(shard: Path) -> pa.Table:
+    """An analysis shard's manifest columns: the signatures are most of its bytes."""
+    return pq.read_table(shard, columns=[n for n in pq.read_schema(shard).names if not n.startswith(SIGNATURE_PREFIX)])
+
+
+@contextlib.contextmanager
+def _analysis_for_decision(paths: RunPaths, units: list[Unit]) -> Iterator[pa.Table]:
+    """Every record's analysis row, for the one global step.
+
+    The ORB signatures (~18 KiB a record: most of a shard's bytes; a million records hold
+    ~18 GB) are copied shard by shard into an uncompressed Arrow file beside the run state
+    and memory-mapped: the decision reads them one picture at a time, and the page cache,
+    not the process, holds them.  The file is removed when the decision is made.
+    """
+    from dedupkit.signatures.local import SIGNATURE_NAME
+
+    orb = SIGNATURE_PREFIX + SIGNATURE_NAME
+    mapped = paths.state / "orb-signatures.arrow"
+    tables, any_orb = [], False
+    with pa.OSFile(str(mapped), "wb") as sink, pa.ipc.new_file(sink, pa.schema([(orb, pa.binary())])) as writer:
+        for unit in units:
+            shard = paths.signature_shard(unit)
+            names = pq.read_schema(shard).names
+            tables.append(pq.read_table(shard, columns=[n for n in names if n != orb]))
+            if orb in names:
+                any_orb = True
+                column = pq.read_table(shard, columns=[orb]).column(orb).cast(pa.binary())
+            else:  # every record of the shard was skipped before the local features
+                column = pa.nulls(tables[-1].num_rows, pa.binary())
+            writer.write_table(pa.table({orb: column}))
+    table = concat(tables)
+    try:
+        if not any_orb:
+            yield table
+            return
+        with pa.memory_map(str(mapped)) as source:
+            yield table.append_column(orb, pa.ipc.open_file(source).read_all().column(orb))
+    finally:
+        mapped.unlink(missing_ok=True)
 
 
 def _drop_copyright_marked(table: pa.Table, verdicts: pa.Table) -> pa.Table:
@@ -409,7 +452,7 @@ def run_clean(
             finalize_registry(paths.out)
     else:
         decisions = pq.read_table(paths.decisions)
-        manifest = manifest_rows(concat(pq.read_table(paths.signature_shard(u)) for u in units), decisions)
+        manifest = manifest_rows(concat(_without_signatures(paths.signature_shard(u)) for u in units), decisions)
     timings["write_s"] = time.perf_counter() - phase_start
 
     atomic_write_table(paths.manifest, manifest)

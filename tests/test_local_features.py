@@ -420,3 +420,24 @@ def test_tile_correlations_match_a_plain_loop_over_the_tiles():
     found = _tile_correlations(first[covered], second[covered], tile[covered])
     assert len(found) == TILES * TILES - 1 and found[0] == 1.0 and found[1] == 0.0
     assert np.allclose(found, expected, atol=1e-6)
+
+
+def test_decision_reads_each_orb_signature_where_it_lies_and_forgets_unpacked_ones(photos, monkeypatch):
+    fruits = photos["fruits"]
+    base, side_a, side_b = np.eye(3)
+    vectors = np.stack([_unit(base), _unit(base), _unit(base + 0.62 * side_a), _unit(base + 0.62 * side_b)])
+    images = {"exact.png": fruits, "original.png": fruits, "mirrored.jpg": ImageOps.mirror(fruits.crop((30, 20, 480, 460))),
+              "other.jpg": photos["home"]}
+    table = _table(images, vectors)
+    # An exact copy first, so that the pictures decided on are not the table's rows; two chunks, as Parquet shards give.
+    table = table.set_column(table.schema.get_field_index("sig_pixels"), "sig_pixels", pa.array(["0" * 32] * 2 + ["1" * 32, "2" * 32]))
+    table = pa.concat_tables([table.slice(0, 2), table.slice(2)])
+    options = DedupOptions(hash_radius=(), min_appearance=0.9, keep="first")
+    remembered = decide_duplicates(table, options)
+    assert remembered.status == [KEPT, DROPPED, DROPPED, KEPT]
+    assert remembered.keeper_key[2] == "exact.png" and remembered.dup_kind[2] == "verified"
+    monkeypatch.setattr(decide, "UNPACKED_PICTURES", 1)  # every pair unpacks its pictures again
+    forgotten = decide_duplicates(table, options)
+    for field in ("status", "reason", "keeper_key", "dup_kind", "distance"):
+        assert getattr(forgotten, field) == getattr(remembered, field)
+    assert forgotten.cluster_id.tolist() == remembered.cluster_id.tolist()

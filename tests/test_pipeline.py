@@ -319,3 +319,21 @@ def test_writers_of_the_same_file_at_once_do_not_trip_over_each_other(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(write, range(8)))  # re-raises the first failure
     assert len(target.read_bytes()) == 4096 and not list(target.parent.glob("*.tmp"))
+
+
+def test_decision_over_shards_reads_the_orb_signatures_memory_mapped_and_removes_them(tmp_path):
+    from dedupkit.search.decide import decide_duplicates
+    from dedupkit.sinks.manifest import concat
+    from dedupkit.sources import SourceOptions
+
+    build_sample_dataset(tmp_path / "sample", originals=12)
+    options = CleanOptions(dedup=DedupOptions(), source=SourceOptions(files_per_unit=16), write_output=False, **PLAIN)
+    run_clean(str(tmp_path / "sample"), tmp_path / "out", options)
+    shards = sorted((tmp_path / "out" / "signatures").glob("*.parquet"))
+    assert len(shards) > 2
+    assert not list((tmp_path / "out").rglob("*.arrow"))  # the mapped copy lives only while deciding
+    in_memory = decide_duplicates(concat(pq.read_table(shard) for shard in shards), options.dedup)
+    rows = manifest(tmp_path / "out")
+    assert "dropped" in {row["status"] for row in rows}
+    assert [row["status"] for row in rows] == in_memory.status
+    assert [row["keeper_key"] for row in rows] == in_memory.keeper_key

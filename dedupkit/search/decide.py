@@ -11,6 +11,7 @@ near duplicate, so are its copies, in favour of the same keeper.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -72,8 +73,10 @@ def decide_duplicates(table: pa.Table, options: DedupOptions | None) -> Verdicts
     near_distance = np.full(count, np.nan)
     pictures = np.flatnonzero(alive & (exact.keeper == np.arange(count)))
     if options is not None and pictures.size > 1:
-        picture_table = table.take(pictures)
-        thumbnails = ThumbnailCheck(picture_table, options) if options.embedder and options.verify_local else None
+        orb = OrbSignatures.of(table, pictures) if options.embedder and options.verify_local else None
+        # The ORB signatures (~18 KiB a picture) are read in place, row by row, not copied with the rest.
+        picture_table = (table if orb is None else table.drop_columns([orb.name])).take(pictures)
+        thumbnails = None if orb is None else ThumbnailCheck(picture_table, options, orb=orb)
         clusters = cluster_pairs(
             pictures.size,
             near_pair_sets(picture_table, options, thumbnails),
@@ -143,7 +146,7 @@ def near_pair_sets(pictures: pa.Table, options: DedupOptions, thumbnails: "Thumb
             pairs = Pairs(pairs.i[agree], pairs.j[agree], pairs.distance[agree], pairs.kind)
         pair_sets.append(pairs)
     if options.embedder:
-        embeddings = thumbnails.embeddings if thumbnails is not None else _embeddings(pictures)
+        embeddings = thumbnails.unit_embeddings if thumbnails is not None else _embeddings(pictures)
         pair_sets.append(cosine_pairs(embeddings, options.min_similarity, kind="embedding"))
         if thumbnails is not None:
             pair_sets.extend(thumbnails.verified_candidates())
@@ -153,6 +156,38 @@ def near_pair_sets(pictures: pa.Table, options: DedupOptions, thumbnails: "Thumb
 _NOT_MATCHED = object()
 # Candidate pairs measured and scored by the learned verifier at a time.
 SCORED_TOGETHER = 8192
+# Pictures whose unpacked features (keypoints, thumbnails, their mirror and margins: ~55 KiB) are
+# kept between pairs.  Unpacking again costs ~0.2 ms against ~3.4 ms to measure a pair, so the
+# bound costs little where candidates are scattered, and keeps a million pictures in bounds.
+UNPACKED_PICTURES = 4096
+
+
+@dataclass(frozen=True)
+class OrbSignatures:
+    """The ORB signature bytes of the pictures, read one at a time from where the table keeps them
+    (a memory-mapped file when the pipeline decides), so that the decision holds no copy of them all."""
+
+    name: str
+    column: pa.ChunkedArray
+    rows: np.ndarray  # picture -> row of `column`
+
+    @classmethod
+    def of(cls, table: pa.Table, rows: np.ndarray | None = None) -> "OrbSignatures":
+        from dedupkit.signatures.local import SIGNATURE_NAME  # OpenCV: only when asked
+
+        name = SIGNATURE_PREFIX + SIGNATURE_NAME
+        if name not in table.column_names:
+            raise ValueError("the signatures hold no ORB keypoints; rerun the analysis with local verification on")
+        return cls(name, table.column(name), np.arange(table.num_rows) if rows is None else np.asarray(rows))
+
+    def __getitem__(self, picture: int) -> bytes | None:
+        return self.column[int(self.rows[picture])].as_py()
+
+    def unpacked(self, picture: int):
+        """The picture's `LocalFeatures`."""
+        from dedupkit.signatures.local import unpack_orb
+
+        return unpack_orb(self[picture])
 
 
 class ThumbnailCheck:
@@ -164,13 +199,11 @@ class ThumbnailCheck:
     the thresholds of `CopyCriteria` accept it.
     """
 
-    def __init__(self, pictures: pa.Table, options: DedupOptions) -> None:
-        from dedupkit.signatures.local import SIGNATURE_NAME, CopyCriteria  # OpenCV: only when asked
+    def __init__(self, pictures: pa.Table, options: DedupOptions, orb: OrbSignatures | None = None) -> None:
+        """`orb`: the pictures' ORB signatures, when `pictures` does not hold them itself."""
+        from dedupkit.signatures.local import CopyCriteria  # OpenCV: only when asked
 
-        column = SIGNATURE_PREFIX + SIGNATURE_NAME
-        if column not in pictures.column_names:
-            raise ValueError("the signatures hold no ORB keypoints; rerun the analysis with local verification on")
-        self.signatures = pictures.column(column).to_pylist()
+        self.signatures = orb if orb is not None else OrbSignatures.of(pictures)
         self.options = options
         self.criteria = CopyCriteria.of(options)
         # A hash pair already agrees globally: its whole frames need only the keypoint path's appearance bar.
@@ -180,24 +213,18 @@ class ThumbnailCheck:
             from dedupkit.search.copy_model import load_copy_model
 
             self.model = load_copy_model()
-        self.embeddings = _embeddings(pictures)
-        self._unit_embeddings = _unit_rows(self.embeddings)
-        self._unpacked: dict = {}
+        # Only the unit rows are kept: at a million 1,280-wide embeddings each float32 copy is 5 GB.
+        self.unit_embeddings = _unit_rows(_embeddings(pictures))
+        # The picture's `LocalFeatures`, the latest UNPACKED_PICTURES kept.
+        self.features = lru_cache(maxsize=UNPACKED_PICTURES)(self.signatures.unpacked)
         self._hash_pair_keypoints: dict = {}
-
-    def features(self, row: int):
-        from dedupkit.signatures.local import unpack_orb
-
-        if row not in self._unpacked:
-            self._unpacked[row] = unpack_orb(self.signatures[row])
-        return self._unpacked[row]
 
     def pair_features(self, i: int, j: int) -> np.ndarray:
         """What the learned verifier reads about a pair (copy_model.FEATURE_NAMES): the keypoint and
         thumbnail measurements, then the embedding cosine."""
         from dedupkit.signatures.local import pair_measurements
 
-        cosine = float(self._unit_embeddings[i] @ self._unit_embeddings[j])
+        cosine = float(self.unit_embeddings[i] @ self.unit_embeddings[j])
         measurements = pair_measurements(self.features(i), self.features(j), mirror=self.options.flip)
         return np.append(measurements, np.float32(cosine))
 
@@ -251,7 +278,7 @@ class ThumbnailCheck:
         """Embedding pairs at the loose `candidate_similarity`, each record's `max_candidates_per_record`
         nearest only: the loose search bounds the work (in crowds of look-alikes, flags or
         playing cards, a record has hundreds of candidates)."""
-        return cosine_pairs(self._unit_embeddings, self.options.candidate_similarity, kind="local",
+        return cosine_pairs(self.unit_embeddings, self.options.candidate_similarity, kind="local",
                             max_per_record=self.options.max_candidates_per_record)
 
     def candidate_features(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
