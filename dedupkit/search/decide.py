@@ -28,6 +28,7 @@ from dedupkit.signatures.exact import find_exact_duplicates
 
 FLIP_SUFFIX = "_flip"
 SIGNATURE_PREFIX = "sig_"
+EMBEDDING_COLUMN = SIGNATURE_PREFIX + "embedding"
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,10 @@ def decide_duplicates(table: pa.Table, options: DedupOptions | None) -> Verdicts
         orb = OrbSignatures.of(table, pictures) if options.embedder and options.verify_local else None
         # The ORB signatures (~18 KiB a picture) are read in place, row by row, not copied with the rest.
         picture_table = (table if orb is None else table.drop_columns([orb.name])).take(pictures)
-        thumbnails = None if orb is None else ThumbnailCheck(picture_table, options, orb=orb)
+        thumbnails = None
+        if orb is not None:
+            thumbnails = ThumbnailCheck(picture_table, options, orb=orb)
+            picture_table = picture_table.drop_columns([EMBEDDING_COLUMN])  # the check holds them as unit rows
         clusters = cluster_pairs(
             pictures.size,
             near_pair_sets(picture_table, options, thumbnails),
@@ -321,10 +325,9 @@ class ThumbnailCheck:
 
 
 def _embeddings(pictures: pa.Table) -> np.ndarray:
-    column = SIGNATURE_PREFIX + "embedding"
-    if column not in pictures.column_names:
+    if EMBEDDING_COLUMN not in pictures.column_names:
         raise ValueError("the signatures hold no embeddings; rerun the analysis with an embedder")
-    return embeddings_from_column(pictures.column(column))
+    return embeddings_from_column(pictures.column(EMBEDDING_COLUMN))
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
