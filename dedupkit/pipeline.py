@@ -291,15 +291,15 @@ def _analysis_for_decision(paths: RunPaths, units: list[Unit]) -> Iterator[pa.Ta
     tables, any_orb = [], False
     with pa.OSFile(str(mapped), "wb") as sink, pa.ipc.new_file(sink, pa.schema([(orb, pa.binary())])) as writer:
         for unit in units:
-            shard = paths.signature_shard(unit)
-            names = pq.read_schema(shard).names
-            tables.append(pq.read_table(shard, columns=[n for n in names if n != orb]))
-            if orb in names:
+            shard = pq.read_table(paths.signature_shard(unit))
+            if orb in shard.column_names:
                 any_orb = True
-                column = pq.read_table(shard, columns=[orb]).column(orb).cast(pa.binary())
+                column = shard.column(orb).cast(pa.binary())
+                shard = shard.drop_columns([orb])
             else:  # every record of the shard was skipped before the local features
-                column = pa.nulls(tables[-1].num_rows, pa.binary())
+                column = pa.nulls(shard.num_rows, pa.binary())
             writer.write_table(pa.table({orb: column}))
+            tables.append(shard)
     table = concat(tables)
     try:
         if not any_orb:

@@ -25,9 +25,9 @@ from dedupkit.search.options import DedupOptions
 from dedupkit.search.pairs import Pairs, describe_match
 from dedupkit.signatures.columns import embeddings_from_column, hashes_from_column
 from dedupkit.signatures.exact import find_exact_duplicates
+from dedupkit.sinks.manifest import SIGNATURE_PREFIX
 
 FLIP_SUFFIX = "_flip"
-SIGNATURE_PREFIX = "sig_"
 EMBEDDING_COLUMN = SIGNATURE_PREFIX + "embedding"
 
 
@@ -274,7 +274,7 @@ class ThumbnailCheck:
     def agree(self, i: int, j: int) -> bool:
         """Whether the thumbnails confirm a hash pair; two signatures without thumbnails (plain pictures
         analysed before 2026-11-26 were stored as empty bytes) cannot tell."""
-        if not self.signatures[i] and not self.signatures[j]:
+        if not self.features(i).appearance.size and not self.features(j).appearance.size:
             return True
         return self.confirm(i, j, self.hash_criteria) is not None
 
