@@ -31,7 +31,7 @@ Metrics, per method and half:
   centred in the same frame: the homogeneous, low-resolution data on which a thumbnail
   comparison merges things that are merely alike), how many are dropped as duplicates.
   Fashion-MNIST holds a few near-copies of its own, so the count is read against the
-  keypoint-only verification's, not against zero.
+  keypoint-only verification's and the target share of distinct pictures lost, not against zero.
 
     python benchmarks/neardup_quality.py                 # build/reuse the set, print the test half
     python benchmarks/neardup_quality.py --calibrate     # also the grid of variants on the dev half
@@ -93,6 +93,9 @@ COPY_SCORES = (0.5, 0.6, 0.7, 0.8, 0.9)
 THRESHOLDS = "thresholds, no learned verifier"
 # Grey-thumbnail correlation of the whole-frame check (candidates the keypoints cannot confirm).
 FRAME_APPEARANCES = (0.97, 0.98, 0.99)
+# Grey-thumbnail correlation of the aligned-thumbnail check (candidates the verifier rejects, aligned by ECC alone).
+ALIGNED_APPEARANCES = (0.98, 0.99, 0.995)
+NO_ALIGNED_CHECK = "dedupkit defaults, no aligned-thumbnail check"
 LOOKALIKES = 1000
 TARGET_REMOVED, TARGET_LOST_SHARE = 0.95, 0.005
 # The defaults before local verification: global signatures only.
@@ -473,6 +476,9 @@ def dedupkit_variants() -> dict[str, DedupOptions]:
     variants[f"{THRESHOLDS}, no whole-frame check"] = replace(thresholds, min_frame_appearance=None)
     for appearance in FRAME_APPEARANCES:
         variants[f"{THRESHOLDS}, whole frame at {appearance}"] = replace(thresholds, min_frame_appearance=appearance)
+    variants[NO_ALIGNED_CHECK] = replace(defaults, min_aligned_appearance=None)
+    for appearance in ALIGNED_APPEARANCES:
+        variants[f"dedupkit defaults, aligned thumbnails at {appearance}"] = replace(defaults, min_aligned_appearance=appearance)
     variants["dhash 4 + flip, embedding 0.93"] = DedupOptions(hash_radius=(("dhash", 4),), min_similarity=0.93,
                                                              verify_local=False)
     variants["phash 0 no flip, embedding 0.93"] = DedupOptions(hash_radius=(("phash", 0),), flip=False,
@@ -506,13 +512,17 @@ def calibrated_choice(dev: dict[str, dict], lookalikes: dict[str, int]) -> str:
     which every flip- and colour-tolerant setting merges.  Since 2026-11-26 the
     Fashion-MNIST look-alikes bound the pick as well: the thresholds chosen before they were
     measured (12 inliers, ratio 0.08) drop 24 of the 1,000 distinct garments, the reference
-    thresholds 9.
+    thresholds 9.  Since 2026-12-03 the look-alikes are also held to the target share of
+    distinct pictures lost (5 of the 1,000 garments): they are distinct pictures too.  That
+    was added after the dev half showed the aligned-thumbnail check at 0.98 dropping 7
+    garments (a boot and T-shirts merely alike), within the reference's 9; no held-out
+    number had been looked at for it.
     """
     # What counts as a copy is not calibrated: variants without the colour check are shown for comparison only.
     ours = {name: r for name, r in dev.items()
             if not name.startswith("imagededup") and r["settings"].get("max_hue_conflict", 0.0) < 1.0}
     reference = ours[local_variant_name(*LOSS_REFERENCE_THRESHOLDS)]["distinct_lost_share"]
-    lookalikes_allowed = lookalikes[local_variant_name(*LOSS_REFERENCE_THRESHOLDS)]
+    lookalikes_allowed = min(lookalikes[local_variant_name(*LOSS_REFERENCE_THRESHOLDS)], round(TARGET_LOST_SHARE * LOOKALIKES))
 
     def within(allowed: float) -> list[str]:
         return [name for name, r in ours.items()
@@ -620,7 +630,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report_variants(variants: dict[str, DedupOptions]) -> list[str]:
-    wanted = ["dedupkit defaults", "dedupkit defaults, no colour check", THRESHOLDS, GLOBAL_BASELINE, "phash 8 + flip only",
+    wanted = ["dedupkit defaults", "dedupkit defaults, no colour check", NO_ALIGNED_CHECK, THRESHOLDS, GLOBAL_BASELINE,
+              "phash 8 + flip only",
               "phash 4 + flip only", "embedding 0.93 only", "embedding 0.95 only", "phash 8 + flip, embedding 0.93",
               local_variant_name(0.97, 0.7, 15, 0.1, 0.95), local_variant_name(0.97, 0.7, 15, 0.1, 0.9),
               local_variant_name(0.97, 0.7, 12, 0.08, 0.9)]

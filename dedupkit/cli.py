@@ -130,7 +130,7 @@ _DEFAULT_DEDUP = DedupOptions()
 def _dedup_options(
     *, hashes: list[str], flip: bool, embedder: str, min_similarity: float, keep: str, verify_local: bool,
     candidate_similarity: float, min_copy_score: float, min_inliers: int, max_hue_conflict: float,
-    min_frame_appearance: float, max_candidates_per_record: int, exact_only: bool,
+    min_frame_appearance: float, min_aligned_appearance: float, max_candidates_per_record: int, exact_only: bool,
 ) -> DedupOptions | None:
     if exact_only:
         return None
@@ -160,6 +160,7 @@ def _dedup_options(
         min_inliers=min_inliers,
         max_hue_conflict=max_hue_conflict,
         min_frame_appearance=None if min_frame_appearance > 1 else min_frame_appearance,
+        min_aligned_appearance=None if min_aligned_appearance > 1 else min_aligned_appearance,
         max_candidates_per_record=max_candidates_per_record,
     )
 
@@ -318,6 +319,13 @@ _DEDUP_OPTIONS = {
         "--min-frame-appearance",
         help="With --verify-local: a candidate too small or plain for keypoints is a copy when it has the other's "
         "shape and their grey thumbnails, one scaled onto the other, correlate at this or more; above 1 turns it off.",
+    )),
+    "min_aligned_appearance": (float, typer.Option(
+        _DEFAULT_DEDUP.min_aligned_appearance,
+        "--min-aligned-appearance",
+        help="With --verify-local: a candidate the verifier rejects is still a copy when their grey thumbnails, "
+        "aligned by themselves without keypoints (a flat picture cropped, padded or turned), correlate at this or more "
+        "(and in every part); above 1 turns it off.",
     )),
     "max_candidates_per_record": (int, typer.Option(
         _DEFAULT_DEDUP.max_candidates_per_record,

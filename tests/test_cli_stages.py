@@ -132,7 +132,8 @@ def test_dedup_command_options_reach_the_run(tmp_path, real_photo, real_thumbnai
     )
     out = tmp_path / "out"
     dedupkit("dedup", str(src), str(out), "--embedder", "none", "--hash", "phash:4", "--keep", "prefer-unmarked",
-             "--max-hue-conflict", "0.5", "--max-candidates", "7", "--min-frame-appearance", "2", "--shard-size", "2",
+             "--max-hue-conflict", "0.5", "--max-candidates", "7", "--min-frame-appearance", "2",
+             "--min-aligned-appearance", "0.995", "--shard-size", "2",
              "--visible-mark-threshold", "0.999")
     settings = json.loads((out / ".dedupkit" / "run.json").read_text())["settings"]
     assert settings["visible_mark_threshold"] == 0.999
@@ -140,6 +141,7 @@ def test_dedup_command_options_reach_the_run(tmp_path, real_photo, real_thumbnai
     assert settings["dedup"]["hash_radius"] == [["phash", 4]]
     assert (settings["dedup"]["max_hue_conflict"], settings["dedup"]["max_candidates_per_record"]) == (0.5, 7)
     assert settings["dedup"]["min_frame_appearance"] is None  # above 1: the whole-frame check is off
+    assert settings["dedup"]["min_aligned_appearance"] == 0.995
     assert settings["copyright"] == "tag"  # prefer-unmarked needs the copyright tags
     manifest = rows(out)
     assert manifest["b_plain_small.jpg"]["status"] == "kept"

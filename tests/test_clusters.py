@@ -146,4 +146,5 @@ def test_a_match_is_described_in_its_kind_s_unit():
     assert describe_match("local", 0.25) == "local features: 75% of the shared keypoints in one geometric transform"
     assert describe_match("thumbnail", 0.012) == "same frame: thumbnails correlate at 0.988"
     assert describe_match("verified", 0.125) == "keypoints and thumbnails: copy score 0.875"
+    assert describe_match("aligned", 0.004) == "thumbnails aligned without keypoints correlate at 0.996"
     assert describe_match("hash", None) == "hash"

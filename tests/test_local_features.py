@@ -22,14 +22,17 @@ from dedupkit.signatures.local import (
     MAX_KEYPOINTS,
     MAX_MIRROR_KEYPOINTS,
     THUMBNAIL_SIDE,
+    MIN_ALIGNED_TILES,
     CopyCriteria,
     MEASUREMENT_NAMES,
     LocalFeatureStage,
+    confirm_aligned_frame,
     confirm_copy,
     confirm_whole_frame,
     orb_signature,
     pair_measurements,
     unpack_orb,
+    verify_aligned_frame,
     verify_pair,
     verify_whole_frame,
 )
@@ -392,7 +395,58 @@ def test_decision_names_whole_frame_copies_and_can_turn_them_off(small_drawings)
     assert verdicts.dup_kind[1] == "thumbnail" and verdicts.keeper_key[1] == "bat.png"
     assert 0.0 <= verdicts.distance[1] <= 0.05
     assert verdicts.reason[1].startswith("near duplicate of bat.png (same frame: thumbnails correlate at 0.9")
-    assert decide_duplicates(table, replace(options, min_frame_appearance=None)).status == [KEPT] * 3
+    # Without the whole-frame check the thumbnails still align by themselves; without both, nothing is left.
+    assert decide_duplicates(table, replace(options, min_frame_appearance=None)).dup_kind[1] == "aligned"
+    assert decide_duplicates(table, replace(options, min_frame_appearance=None, min_aligned_appearance=None)).status == [KEPT] * 3
+
+
+def test_flat_pictures_turned_or_cropped_are_aligned_by_their_thumbnails_and_look_alikes_are_not():
+    flags = {name: small_drawing(f"signs_and_symbols/flags/europe/{name}.png", side=300)
+             for name in ("austria", "hungary", "poland", "italy/italy", "france/france")}
+    criteria = CopyCriteria.of(DedupOptions())
+    for name in ("austria", "hungary"):
+        flag = flags[name]
+        original = unpack_orb(orb_signature(flag))
+        for copy in (flag.rotate(6, resample=Image.BICUBIC, fillcolor=(255, 255, 255)),
+                     flag.crop((25, 15, flag.width - 10, flag.height - 20))):
+            copy_features = unpack_orb(orb_signature(copy))
+            # Neither the keypoints (a handful on three stripes) nor the frame (it changed shape or turned) can tell.
+            assert confirm_copy(original, copy_features, criteria) is None
+            assert confirm_whole_frame(original, copy_features, criteria) is None
+            verification = confirm_aligned_frame(original, copy_features, criteria)
+            assert verification is not None and verification.appearance >= 0.99
+            assert verification.aligned_tiles >= MIN_ALIGNED_TILES
+    italy, france, poland, austria = (unpack_orb(orb_signature(flags[name]))
+                                      for name in ("italy/italy", "france/france", "poland", "austria"))
+    # France aligns onto Italy in grey (dark, white, dark) but not in colour; Poland is not Austria at all.
+    same_layout = verify_aligned_frame(italy, france)
+    assert same_layout.appearance > 0.98 and same_layout.hue_conflict > criteria.max_hue_conflict
+    assert confirm_aligned_frame(italy, france, criteria) is None
+    assert confirm_aligned_frame(poland, austria, criteria) is None
+    # The bar is the aligned check's own: off with min_aligned_appearance None, whatever the whole-frame bar.
+    turned = unpack_orb(orb_signature(flags["austria"].rotate(6, resample=Image.BICUBIC, fillcolor=(255, 255, 255))))
+    assert confirm_aligned_frame(austria, turned, replace(criteria, min_aligned_appearance=None)) is None
+    assert confirm_aligned_frame(austria, turned, replace(criteria, min_frame_appearance=None)) is not None
+
+
+def test_decision_names_aligned_copies_and_can_turn_them_off():
+    # A chevron pattern: ORB finds corners on every zigzag, all alike, so keypoints match nothing in particular.
+    chevrons = small_drawing("special/patterns/pattern-chevrons-1.png", side=200)
+    images = {"chevrons.png": chevrons, "cropped.jpg": chevrons.crop((18, 10, chevrons.width - 6, chevrons.height - 20)),
+              "turned.jpg": chevrons.rotate(7, resample=Image.BICUBIC, fillcolor=(255, 255, 255)),
+              "other.png": small_drawing("special/patterns/pattern-chevrons-3.png", side=200)}
+    # Each at cosine 0.85 with the original: candidates, below min_similarity.
+    base = np.eye(4)
+    vectors = np.stack([_unit(base[0])] + [_unit(base[0] + 0.62 * base[k]) for k in (1, 2, 3)])
+    table = _table(images, vectors)
+    for options in (DedupOptions(hash_radius=()), DedupOptions(hash_radius=(), min_copy_score=None)):
+        verdicts = decide_duplicates(table, options)
+        assert verdicts.status == [KEPT, DROPPED, DROPPED, KEPT]
+        assert verdicts.dup_kind[1:3] == ["aligned", "aligned"] and verdicts.keeper_key[1:3] == ["chevrons.png"] * 2
+        assert all(0.0 <= distance <= 0.01 for distance in verdicts.distance[1:3])
+        assert verdicts.reason[1].startswith("near duplicate of chevrons.png (thumbnails aligned without keypoints "
+                                             "correlate at 0.99")
+        assert decide_duplicates(table, replace(options, min_aligned_appearance=None)).status == [KEPT] * 4
 
 
 def test_tile_correlations_match_a_plain_loop_over_the_tiles():

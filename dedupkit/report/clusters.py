@@ -57,7 +57,7 @@ MANIFEST_COLUMNS = ("ordinal", "key", "source", "status", "reason", "sha256", "w
 #: Later stages' columns, shown as badges on a member when the manifest has them.
 BADGE_COLUMNS = ("copyright_marked", "visible_mark_score", "watermark")
 #: Least certain first: an embedding match deserves a look before a byte-identical copy.
-KIND_ORDER = {"embedding": 0, "verified": 1, "local": 2, "thumbnail": 3, "hash": 4, "exact": 5}
+KIND_ORDER = {"embedding": 0, "verified": 1, "local": 2, "aligned": 3, "thumbnail": 4, "hash": 5, "exact": 6}
 
 CLUSTER_CSS = """
 section.cluster { background: var(--card); border: 1px solid var(--line); border-radius: 8px;

@@ -39,7 +39,7 @@ class Clusters:
       NO_CLUSTER (-1) for a record with no duplicate.
     - `keeper`: row of the record kept in its place (its own row when kept).
     - `dup_kind`: the `kind` of the pair that tied a copy to its keeper
-      ("exact", "hash", "embedding", "verified", "local", "thumbnail"); "" for kept records.
+      ("exact", "hash", "embedding", "verified", "local", "thumbnail", "aligned"); "" for kept records.
     - `distance`: that pair's distance in its kind's unit (see `Pairs`); NaN when kept.
     """
 

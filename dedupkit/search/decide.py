@@ -200,7 +200,9 @@ class ThumbnailCheck:
     With `min_copy_score` set, an embedding candidate (or a record and the keeper of a copy
     it is paired with) is a copy when the learned verifier (dedupkit.search.copy_model)
     scores its measurements at that or more; otherwise, and for hash pairs always, when
-    the thresholds of `CopyCriteria` accept it.
+    the thresholds of `CopyCriteria` accept it.  An embedding candidate that neither
+    accepts is still a copy when its thumbnails, aligned by themselves, pass
+    `min_aligned_appearance` (a flat picture cropped, padded or turned: `_aligned`).
     """
 
     def __init__(self, pictures: pa.Table, options: DedupOptions, orb: OrbSignatures | None = None) -> None:
@@ -235,7 +237,8 @@ class ThumbnailCheck:
     def confirm(self, i: int, j: int, criteria=None) -> tuple[str, float] | None:
         """How the pair is confirmed as a copy, or None: ("verified", 1 - the learned verifier's
         score) with `min_copy_score`, else ("local", 1 - inlier ratio) when keypoints confirm it,
-        ("thumbnail", 1 - correlation) when the whole frames do.  `criteria` sets the whole-frame
+        ("thumbnail", 1 - correlation) when the whole frames do; failing those, an embedding
+        candidate may still be ("aligned", 1 - correlation) (`_aligned`).  `criteria` sets the whole-frame
         bar of the thresholds (the embedding candidates' by default; passing any criteria asks for
         the thresholds, as hash pairs do); keypoints are always held to the configured criteria.
 
@@ -245,7 +248,7 @@ class ThumbnailCheck:
         if criteria is None and self.model is not None:
             features = self.pair_features(i, j)
             score = float(self.model.score(features)[0])
-            return ("verified", 1.0 - score) if self._copies(features, score)[0] else None
+            return ("verified", 1.0 - score) if self._copies(features, score)[0] else self._aligned(i, j)
         from dedupkit.signatures.local import confirm_copy, confirm_whole_frame
 
         criteria = criteria or self.criteria
@@ -262,7 +265,19 @@ class ThumbnailCheck:
         if verification is not None:
             return "local", 1.0 - verification.inlier_ratio
         verification = confirm_whole_frame(first, second, criteria, mirror=mirror)
-        return None if verification is None else ("thumbnail", 1.0 - verification.appearance)
+        if verification is not None:
+            return "thumbnail", 1.0 - verification.appearance
+        return self._aligned(i, j) if criteria is self.criteria else None
+
+    def _aligned(self, i: int, j: int) -> tuple[str, float] | None:
+        """("aligned", 1 - correlation) when the thumbnails, aligned by themselves (no keypoints: a flat
+        picture cropped, padded or turned), pass `min_aligned_appearance`; else None.  Embedding candidates only."""
+        if self.options.min_aligned_appearance is None:
+            return None
+        from dedupkit.signatures.local import confirm_aligned_frame
+
+        verification = confirm_aligned_frame(self.features(i), self.features(j), self.criteria)
+        return None if verification is None else ("aligned", 1.0 - verification.appearance)
 
     def _copies(self, features: np.ndarray, scores) -> np.ndarray:
         """Which scored pairs the learned verifier makes copies: at `min_copy_score`, colours not in conflict."""
@@ -299,9 +314,14 @@ class ThumbnailCheck:
         By the thresholds: "local" (ORB keypoints under one geometric transform; distance 1 -
         the share of the keypoints in the shared view that match) and "thumbnail" (a picture
         too small or plain for keypoints whose frame has the other's shape, one grey thumbnail
-        scaled onto the other; distance 1 - their correlation).
+        scaled onto the other; distance 1 - their correlation).  Either way, last, "aligned":
+        candidates left unconfirmed whose thumbnails align by themselves (distance 1 - their
+        correlation).
         """
         candidates = self.candidates()
+        kinds = ("verified", "aligned") if self.model is not None else ("local", "thumbnail", "aligned")
+        confirmed: dict[str, tuple[list, list]] = {kind: ([], []) for kind in kinds}
+        unconfirmed = range(len(candidates))
         if self.model is not None:
             scores, kept = np.zeros(len(candidates)), np.zeros(len(candidates), dtype=bool)
             for start in range(0, len(candidates), SCORED_TOGETHER):  # bounds the features' and the walk's memory
@@ -309,10 +329,11 @@ class ThumbnailCheck:
                 features = self.candidate_features(candidates.i[part], candidates.j[part])
                 scores[part] = self.model.score(features)
                 kept[part] = self._copies(features, scores[part])
-            return [Pairs(candidates.i[kept], candidates.j[kept], (1.0 - scores[kept]).astype(np.float32), "verified")]
-        confirmed: dict[str, tuple[list, list]] = {"local": ([], []), "thumbnail": ([], [])}
-        for index, (i, j) in enumerate(zip(candidates.i.tolist(), candidates.j.tolist())):
-            found = self.confirm(i, j)
+            confirmed["verified"] = (np.flatnonzero(kept).tolist(), (1.0 - scores[kept]).tolist())
+            unconfirmed = np.flatnonzero(~kept).tolist()
+        for index in unconfirmed:
+            i, j = int(candidates.i[index]), int(candidates.j[index])
+            found = self._aligned(i, j) if self.model is not None else self.confirm(i, j)
             if found is not None:
                 kind, distance = found
                 confirmed[kind][0].append(index)

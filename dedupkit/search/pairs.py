@@ -13,8 +13,8 @@ class Pairs:
 
     `distance` is in the signature's own unit: Hamming bits for hashes and binary
     codes, 1 - cosine similarity for embeddings, 1 - the share of keypoints that agree
-    for local features, 1 - the grey thumbnails' correlation for whole-frame checks.  `kind` names what found them
-    ("exact", "hash", "embedding", "verified", "local", "thumbnail"); it becomes the manifest's `dup_kind`.
+    for local features, 1 - the grey thumbnails' correlation for whole-frame and aligned-thumbnail checks.  `kind` names what found them
+    ("exact", "hash", "embedding", "verified", "local", "thumbnail", "aligned"); it becomes the manifest's `dup_kind`.
     """
 
     i: np.ndarray
@@ -65,6 +65,8 @@ def describe_match(kind: str | None, distance: float | None) -> str:
         return f"local features: {1 - distance:.0%} of the shared keypoints in one geometric transform"
     if kind == "thumbnail":
         return f"same frame: thumbnails correlate at {1 - distance:.3f}"
+    if kind == "aligned":
+        return f"thumbnails aligned without keypoints correlate at {1 - distance:.3f}"
     if kind == "verified":
         return f"keypoints and thumbnails: copy score {1 - distance:.3f}"
     return f"{kind or 'match'}: distance {distance:.3g}"

@@ -30,7 +30,13 @@ recompressed) are tried once more without them: when the two frames have the sam
 other; the grey thumbnails must then correlate at `min_frame_appearance` and the colours
 must not conflict (`confirm_whole_frame`).  That catches resized, recompressed, recoloured
 and greyscale copies whose embedding drifted below the global threshold, and only those:
-a crop, a pad or a rotation changes the frame.
+a crop, a pad or a rotation changes the frame.  Those are left to the thumbnails aligned by
+themselves (`confirm_aligned_frame`): OpenCV's ECC maximises their correlation from a few
+starts under a motion that must stay close to a similarity, and the aligned grey thumbnails
+must correlate at `min_aligned_appearance`, the lower quartile of their 4x4 tiles at
+MIN_ALIGNED_TILES, colours not in conflict.  As is only, never mirrored: without keypoints
+a mirrored copy and a mirror-image sibling align alike.  Tricolour flags whose outer
+stripes read as plain margins (Germany, Italy) still escape it.
 
 Mirrored copies: ORB descriptors do not survive mirroring (the binary tests of a
 mirrored patch are not a permutation of the original's), so the signature also holds the
@@ -91,6 +97,15 @@ HUE_CONFLICT_DEGREES = 90.0
 # and the smallest thumbnail side it works on.
 REFINE_LINEAR = 0.03
 REFINE_MIN_SIDE = 8
+# The alignment without keypoints (_thumbnail_alignment): ECC's stop, its smoothing (a wider basin for
+# crops and pads that start a tenth of the frame off), and how far from a similarity it may end.
+ALIGNMENT_ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3)
+ALIGNMENT_SMOOTHING = 5
+ALIGNMENT_MAX_ANISOTROPY = 0.08
+ALIGNMENT_MAX_ROTATION = 15.0
+# ...and the lower quartile of the 4x4 tile correlations it must reach besides min_aligned_appearance: a
+# look-alike (another deck's card, the next moon phase) correlates well on the whole, not in every part.
+MIN_ALIGNED_TILES = 0.9
 # Plain margins of a grey thumbnail (see _content): grey levels of spread, and the least share of
 # the thumbnail trimming them must leave.
 MARGIN_LEVELS = 6
@@ -259,7 +274,8 @@ class Verification:
     appearance: float = 0.0  # normalized cross-correlation of the aligned grey thumbnails, -1..1
     hue_conflict: float = 0.0  # share of the aligned overlap coloured in both with hues far apart (0 unknown)
     mirrored: bool = False  # found between the first image and the mirror of the second
-    whole_frame: bool = False  # aligned by scaling one frame onto the other, without keypoints
+    whole_frame: bool = False  # aligned without keypoints: one frame scaled onto the other, or by the thumbnails alone
+    aligned_tiles: float | None = None  # aligned by the thumbnails alone: the lower quartile of their tiles' correlations
 
     @property
     def inlier_ratio(self) -> float:
@@ -330,17 +346,22 @@ class CopyCriteria:
     max_hue_conflict: float = 1.0
     min_frame_appearance: float | None = None
     """Appearance a whole-frame verification must reach (no keypoints back it); None accepts none."""
+    min_aligned_appearance: float | None = None
+    """Appearance a verification aligned by the thumbnails alone must reach (and MIN_ALIGNED_TILES); None accepts none."""
 
     @classmethod
     def of(cls, options) -> "CopyCriteria":
         """The criteria a DedupOptions sets (its min_inliers, min_inlier_ratio, min_appearance,
-        max_hue_conflict and min_frame_appearance)."""
+        max_hue_conflict, min_frame_appearance and min_aligned_appearance)."""
         return cls(options.min_inliers, options.min_inlier_ratio, options.min_appearance, options.max_hue_conflict,
-                   options.min_frame_appearance)
+                   options.min_frame_appearance, options.min_aligned_appearance)
 
     def accepts(self, verification: Verification) -> bool:
         if verification.hue_conflict > self.max_hue_conflict:
             return False
+        if verification.aligned_tiles is not None:
+            return (self.min_aligned_appearance is not None and verification.appearance >= self.min_aligned_appearance
+                    and verification.aligned_tiles >= MIN_ALIGNED_TILES)
         if verification.whole_frame:
             return self.min_frame_appearance is not None and verification.appearance >= self.min_frame_appearance
         return (verification.inliers >= self.min_inliers and verification.inlier_ratio >= self.min_inlier_ratio
@@ -380,6 +401,92 @@ def confirm_whole_frame(first: LocalFeatures, second: LocalFeatures, criteria: C
     """The whole-frame verification that makes the pair a copy (as is, else against `second`'s
     mirror when `mirror`); None if neither does."""
     return _as_is_or_mirrored(first, second, criteria, mirror, verify_whole_frame)
+
+
+def verify_aligned_frame(first: LocalFeatures, second: LocalFeatures) -> Verification | None:
+    """Appearance and colours of `first` aligned onto `second` by the thumbnails alone (`_thumbnail_alignment`:
+    a crop, pad or small rotation of a picture too plain for keypoints); None when no alignment is plausible."""
+    aligned = _thumbnail_alignment(first, second)
+    if aligned is None:
+        return None
+    transform, appearance = aligned
+    tiles = _occlusion_tolerant(first.appearance, second.appearance, transform)[1]
+    return Verification(0, 0, 0, appearance, _hue_conflict(first, second, transform), whole_frame=True, aligned_tiles=tiles)
+
+
+def confirm_aligned_frame(first: LocalFeatures, second: LocalFeatures, criteria: CopyCriteria) -> Verification | None:
+    """The `verify_aligned_frame` of the pair as is, when it makes the pair a copy (`min_aligned_appearance`,
+    MIN_ALIGNED_TILES, colours); None otherwise.  Never against the mirror: with no keypoints to tell,
+    a mirrored copy and a mirror-image sibling (openclipart's arrow pointing the other way, recoloured) align alike."""
+    verification = verify_aligned_frame(first, second)
+    return verification if verification is not None and criteria.accepts(verification) else None
+
+
+def _thumbnail_alignment(first: LocalFeatures, second: LocalFeatures) -> tuple[np.ndarray, float] | None:
+    """The transform (THUMBNAIL_SIDE pixels) that best aligns `first`'s appearance thumbnail onto
+    `second`'s by OpenCV's ECC alone (no keypoints), with its `_aligned_correlation`; None when no
+    alignment is a plausible copy's.
+
+    Flat graphics (a flag, a chevron, a coloured bar) have too few corners for keypoints, and
+    once cropped, padded or rotated their frames differ, so neither the keypoint fit nor the
+    whole-frame scaling aligns them.  ECC maximises the very correlation the measures read,
+    from three starts (frames scaled onto each other, content boxes within plain margins
+    mapped onto each other, centres on each other at one scale), under an affine motion
+    that must stay a similarity: scales within [MIN_SCALE, MAX_SCALE] and equal within
+    ALIGNMENT_MAX_ANISOTROPY, shear under that too, rotation within ALIGNMENT_MAX_ROTATION degrees."""
+    if min(first.appearance.shape + second.appearance.shape) < REFINE_MIN_SIDE:
+        return None
+    best, best_appearance = None, -np.inf
+    for start in _alignment_starts(first, second):
+        aligned = [start]
+        try:
+            # ECC's warp maps the template (`second`) onto the input (`first`): the inverse of ours.
+            _, warp = cv2.findTransformECC(second.appearance, first.appearance, cv2.invertAffineTransform(start),
+                                           cv2.MOTION_AFFINE, ALIGNMENT_ECC_CRITERIA, None, ALIGNMENT_SMOOTHING)
+            aligned.append(cv2.invertAffineTransform(warp))
+        except cv2.error:  # did not converge
+            pass
+        # ECC wanders off along stripes (nothing holds a striped flag's shift along them), so the start itself
+        # is a candidate too: mapping content boxes is how a padded copy is aligned.
+        for transform in aligned:
+            if not _similarity_like(transform[:, :2]):
+                continue
+            transform = transform.astype(np.float64)
+            transform[:, 2] *= THUMBNAIL_SIDE / APPEARANCE_SIDE
+            appearance = _aligned_correlation(first, second, transform)
+            if appearance > best_appearance:
+                best, best_appearance = transform, appearance
+    return None if best is None else (best, best_appearance)
+
+
+def _alignment_starts(first: LocalFeatures, second: LocalFeatures) -> list[np.ndarray]:
+    """`_thumbnail_alignment`'s starting transforms, in appearance pixels, repeats left out."""
+    (first_height, first_width), (second_height, second_width) = first.appearance.shape, second.appearance.shape
+    starts = [np.array([[second_width / first_width, 0, 0], [0, second_height / first_height, 0]], np.float32)]
+    (left, top, right, bottom), (to_left, to_top, to_right, to_bottom) = _content_box(first), _content_box(second)
+    scale_x, scale_y = (to_right - to_left) / (right - left), (to_bottom - to_top) / (bottom - top)
+    starts.append(np.array([[scale_x, 0, to_left - scale_x * left], [0, scale_y, to_top - scale_y * top]], np.float32))
+    starts.append(np.array([[1, 0, (second_width - first_width) / 2], [0, 1, (second_height - first_height) / 2]], np.float32))
+    unique: list[np.ndarray] = []
+    for start in starts:
+        if not any(np.allclose(start, seen, atol=0.02) for seen in unique):
+            unique.append(start)
+    return unique
+
+
+def _content_box(features: LocalFeatures) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the appearance thumbnail inside its plain margins."""
+    rows, columns = np.nonzero(features.content)
+    return int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1
+
+
+def _similarity_like(linear: np.ndarray) -> bool:
+    scale_x, scale_y = np.linalg.norm(linear[:, 0]), np.linalg.norm(linear[:, 1])
+    if not (MIN_SCALE <= scale_x <= MAX_SCALE and MIN_SCALE <= scale_y <= MAX_SCALE):
+        return False
+    shear = abs(float(linear[:, 0] @ linear[:, 1])) / (scale_x * scale_y)
+    rotation = abs(float(np.degrees(np.arctan2(linear[1, 0], linear[0, 0]))))
+    return abs(scale_x / scale_y - 1) <= ALIGNMENT_MAX_ANISOTROPY and shear <= ALIGNMENT_MAX_ANISOTROPY and rotation <= ALIGNMENT_MAX_ROTATION
 
 
 def _as_is_or_mirrored(first: LocalFeatures, second: LocalFeatures, criteria: CopyCriteria, mirror: bool,
