@@ -245,7 +245,8 @@ class ThumbnailCheck:
         Keypoint matching is not symmetric (ratio test from one side, appearance warped one
         way), so a pair is checked from both ends, and with `flip` against each end's mirror.
         """
-        if criteria is None and self.model is not None:
+        candidate = criteria is None
+        if candidate and self.model is not None:
             features = self.pair_features(i, j)
             score = float(self.model.score(features)[0])
             return ("verified", 1.0 - score) if self._copies(features, score)[0] else self._aligned(i, j)
@@ -267,7 +268,7 @@ class ThumbnailCheck:
         verification = confirm_whole_frame(first, second, criteria, mirror=mirror)
         if verification is not None:
             return "thumbnail", 1.0 - verification.appearance
-        return self._aligned(i, j) if criteria is self.criteria else None
+        return self._aligned(i, j) if candidate else None
 
     def _aligned(self, i: int, j: int) -> tuple[str, float] | None:
         """("aligned", 1 - correlation) when the thumbnails, aligned by themselves (no keypoints: a flat

@@ -330,6 +330,11 @@ def _scale(transform: np.ndarray) -> float:
     return float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
 
 
+def _rotation_degrees(transform: np.ndarray) -> float:
+    """How far (absolute degrees) the linear part of `transform` turns the picture."""
+    return abs(float(np.degrees(np.arctan2(transform[1, 0], transform[0, 0]))))
+
+
 def _shared_view(first: LocalFeatures, second: LocalFeatures, transform: np.ndarray) -> int:
     """The fewer of the two sets' keypoints that `transform` maps inside the other frame."""
     return min(_inside(first.points, transform, second.frame),
@@ -485,8 +490,8 @@ def _similarity_like(linear: np.ndarray) -> bool:
     if not (MIN_SCALE <= scale_x <= MAX_SCALE and MIN_SCALE <= scale_y <= MAX_SCALE):
         return False
     shear = abs(float(linear[:, 0] @ linear[:, 1])) / (scale_x * scale_y)
-    rotation = abs(float(np.degrees(np.arctan2(linear[1, 0], linear[0, 0]))))
-    return abs(scale_x / scale_y - 1) <= ALIGNMENT_MAX_ANISOTROPY and shear <= ALIGNMENT_MAX_ANISOTROPY and rotation <= ALIGNMENT_MAX_ROTATION
+    return (abs(scale_x / scale_y - 1) <= ALIGNMENT_MAX_ANISOTROPY and shear <= ALIGNMENT_MAX_ANISOTROPY
+            and _rotation_degrees(linear) <= ALIGNMENT_MAX_ROTATION)
 
 
 def _as_is_or_mirrored(first: LocalFeatures, second: LocalFeatures, criteria: CopyCriteria, mirror: bool,
@@ -696,7 +701,7 @@ def _keypoint_measures(first: LocalFeatures, second: LocalFeatures) -> list[floa
     appearance = _aligned_correlation(one, other, transform)
     polished = _polished_correlation(one, other, transform)
     return [float(matches), float(inliers), float(shared), min(1.0, inliers / shared) if shared else 0.0,
-            _scale(transform), abs(float(np.degrees(np.arctan2(transform[1, 0], transform[0, 0])))),
+            _scale(transform), _rotation_degrees(transform),
             appearance, max(appearance, -1.0 if polished is None else polished), _hue_conflict(one, other, transform),
             *_occlusion_tolerant(one.appearance, other.appearance, transform)]
 
