@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from conftest import jpeg, small_drawing
-from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 from dedupkit.records import DROPPED, KEPT, SKIPPED, Record
 from dedupkit.search import decide
@@ -306,6 +306,21 @@ def test_pair_measurements_are_named_and_see_the_mirror_only_when_asked(photos):
     assert own_orientation["mirror_inliers"] == own_orientation["inliers"] < 20
 
 
+def test_a_caption_written_across_a_copy_is_left_out_with_the_worst_band(small_drawings):
+    """A line of text across a copy spoils the correlation of the whole frames; without the band
+    of rows where the two disagree most, the copy correlates again, and a look-alike does not."""
+    ant = small_drawings["ant"]
+    captioned = ant.copy()
+    ImageDraw.Draw(captioned).text((4, ant.height * 0.45), "© stock photo 2024", fill=(0, 0, 0), stroke_width=1,
+                                   font=ImageFont.load_default(size=12), stroke_fill=(128, 128, 128))
+    original = unpack_orb(orb_signature(ant))
+    copy = dict(zip(MEASUREMENT_NAMES, pair_measurements(original, unpack_orb(orb_signature(captioned))).tolist()))
+    assert copy["frame_appearance"] < 0.9 and copy["frame_outside_worst_band"] > 0.98
+    other = small_drawings["bat"].resize(ant.size, Image.LANCZOS)
+    alike = dict(zip(MEASUREMENT_NAMES, pair_measurements(original, unpack_orb(orb_signature(other))).tolist()))
+    assert alike["frame_outside_worst_band"] < 0.6
+
+
 def test_transparent_drawing_matches_its_flattened_copy(photos):
     """Transparent pixels hide a colour (black here) that a flattened copy replaces with white:
     signatures must see the picture as it looks, as the hashes and the embedding do."""
@@ -423,6 +438,11 @@ def test_flat_pictures_turned_or_cropped_are_aligned_by_their_thumbnails_and_loo
     assert same_layout.appearance > 0.98 and same_layout.hue_conflict > criteria.max_hue_conflict
     assert confirm_aligned_frame(italy, france, criteria) is None
     assert confirm_aligned_frame(poland, austria, criteria) is None
+    # Germany's outer stripes read as plain margins, and what is left of the cropped copy is its red stripe
+    # alone (plain) while the original keeps some of the edges: the whole overlap is compared (was 0 before).
+    germany = small_drawing("signs_and_symbols/flags/europe/germany/germany.png", side=300)
+    cropped = germany.crop((25, 15, germany.width - 10, germany.height - 20))
+    assert verify_aligned_frame(unpack_orb(orb_signature(germany)), unpack_orb(orb_signature(cropped))).appearance > 0.95
     # The bar is the aligned check's own: off with min_aligned_appearance None, whatever the whole-frame bar.
     turned = unpack_orb(orb_signature(flags["austria"].rotate(6, resample=Image.BICUBIC, fillcolor=(255, 255, 255))))
     assert confirm_aligned_frame(austria, turned, replace(criteria, min_aligned_appearance=None)) is None
