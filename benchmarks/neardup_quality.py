@@ -96,6 +96,9 @@ FRAME_APPEARANCES = (0.97, 0.98, 0.99)
 # Grey-thumbnail correlation of the aligned-thumbnail check (candidates the verifier rejects, aligned by ECC alone).
 ALIGNED_APPEARANCES = (0.98, 0.99, 0.995)
 NO_ALIGNED_CHECK = "dedupkit defaults, no aligned-thumbnail check"
+# Verifier score a record paired only with a copy of the keeper needs against the keeper itself.
+KEEPER_SCORES = (0.3, 0.4, 0.5, 0.6)
+SAME_KEEPER_BAR = "dedupkit defaults, keeper check at the copy score"
 LOOKALIKES = 1000
 TARGET_REMOVED, TARGET_LOST_SHARE = 0.95, 0.005
 # The defaults before local verification: global signatures only.
@@ -477,6 +480,9 @@ def dedupkit_variants() -> dict[str, DedupOptions]:
     for appearance in FRAME_APPEARANCES:
         variants[f"{THRESHOLDS}, whole frame at {appearance}"] = replace(thresholds, min_frame_appearance=appearance)
     variants[NO_ALIGNED_CHECK] = replace(defaults, min_aligned_appearance=None)
+    variants[SAME_KEEPER_BAR] = replace(defaults, min_keeper_score=defaults.min_copy_score)
+    for score in KEEPER_SCORES:
+        variants[f"dedupkit defaults, keeper check at {score}"] = replace(defaults, min_keeper_score=score)
     for appearance in ALIGNED_APPEARANCES:
         variants[f"dedupkit defaults, aligned thumbnails at {appearance}"] = replace(defaults, min_aligned_appearance=appearance)
     variants["dhash 4 + flip, embedding 0.93"] = DedupOptions(hash_radius=(("dhash", 4),), min_similarity=0.93,
@@ -630,7 +636,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report_variants(variants: dict[str, DedupOptions]) -> list[str]:
-    wanted = ["dedupkit defaults", "dedupkit defaults, no colour check", NO_ALIGNED_CHECK, THRESHOLDS, GLOBAL_BASELINE,
+    wanted = ["dedupkit defaults", "dedupkit defaults, no colour check", NO_ALIGNED_CHECK, SAME_KEEPER_BAR, THRESHOLDS,
+              GLOBAL_BASELINE,
               "phash 8 + flip only",
               "phash 4 + flip only", "embedding 0.93 only", "embedding 0.95 only", "phash 8 + flip, embedding 0.93",
               local_variant_name(0.97, 0.7, 15, 0.1, 0.95), local_variant_name(0.97, 0.7, 15, 0.1, 0.9),

@@ -129,7 +129,7 @@ _DEFAULT_DEDUP = DedupOptions()
 
 def _dedup_options(
     *, hashes: list[str], flip: bool, embedder: str, min_similarity: float, keep: str, verify_local: bool,
-    candidate_similarity: float, min_copy_score: float, min_inliers: int, max_hue_conflict: float,
+    candidate_similarity: float, min_copy_score: float, min_keeper_score: float, min_inliers: int, max_hue_conflict: float,
     min_frame_appearance: float, min_aligned_appearance: float, max_candidates_per_record: int, exact_only: bool,
 ) -> DedupOptions | None:
     if exact_only:
@@ -157,6 +157,7 @@ def _dedup_options(
         verify_local=verify_local,
         candidate_similarity=candidate_similarity,
         min_copy_score=None if min_copy_score > 1 else min_copy_score,
+        min_keeper_score=min_keeper_score,
         min_inliers=min_inliers,
         max_hue_conflict=max_hue_conflict,
         min_frame_appearance=None if min_frame_appearance > 1 else min_frame_appearance,
@@ -302,6 +303,13 @@ _DEDUP_OPTIONS = {
         help="With --verify-local: a candidate is a copy when the learned copy verifier (trees over all its keypoint and "
         "thumbnail measurements and the cosine) scores it at this or more, 0..1, and its colours do not conflict "
         "(--max-hue-conflict); above 1 verifies by the thresholds (--min-inliers, --min-frame-appearance) instead.",
+    )),
+    "min_keeper_score": (float, typer.Option(
+        _DEFAULT_DEDUP.min_keeper_score,
+        "--min-keeper-score",
+        help="With the learned verifier: a record paired only with a copy of a cluster's keeper is dropped when the "
+        "verifier scores it against the keeper itself at this or more (the lower of this and --min-copy-score): "
+        "a crop of the original meets a padded keeper with two edits between them.",
     )),
     "min_inliers": (int, typer.Option(
         _DEFAULT_DEDUP.min_inliers, "--min-inliers",

@@ -133,7 +133,7 @@ def test_dedup_command_options_reach_the_run(tmp_path, real_photo, real_thumbnai
     out = tmp_path / "out"
     dedupkit("dedup", str(src), str(out), "--embedder", "none", "--hash", "phash:4", "--keep", "prefer-unmarked",
              "--max-hue-conflict", "0.5", "--max-candidates", "7", "--min-frame-appearance", "2",
-             "--min-aligned-appearance", "0.995", "--shard-size", "2",
+             "--min-aligned-appearance", "0.995", "--min-keeper-score", "0.45", "--shard-size", "2",
              "--visible-mark-threshold", "0.999")
     settings = json.loads((out / ".dedupkit" / "run.json").read_text())["settings"]
     assert settings["visible_mark_threshold"] == 0.999
@@ -142,6 +142,7 @@ def test_dedup_command_options_reach_the_run(tmp_path, real_photo, real_thumbnai
     assert (settings["dedup"]["max_hue_conflict"], settings["dedup"]["max_candidates_per_record"]) == (0.5, 7)
     assert settings["dedup"]["min_frame_appearance"] is None  # above 1: the whole-frame check is off
     assert settings["dedup"]["min_aligned_appearance"] == 0.995
+    assert settings["dedup"]["min_keeper_score"] == 0.45
     assert settings["copyright"] == "tag"  # prefer-unmarked needs the copyright tags
     manifest = rows(out)
     assert manifest["b_plain_small.jpg"]["status"] == "kept"

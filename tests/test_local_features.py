@@ -294,6 +294,32 @@ def test_learned_verifier_confirms_a_captioned_copy_that_the_thresholds_miss(pho
     assert decide_duplicates(table, DedupOptions(hash_radius=())).distance == verdicts.distance
 
 
+def test_a_copy_of_the_original_meets_a_padded_keeper_at_the_keeper_bar():
+    """The padded copy has the most pixels and keeps the cluster; the captioned copy is paired with the
+    original only (cosine 0.64 with the padded one: no candidate).  Checked against the keeper, caption and
+    padding meet, and the verifier scores the pair between the keeper bar (0.4) and the candidates' (0.6)."""
+    bat = small_drawing("animals/mammals/contour_bat.png", side=200)
+    captioned = bat.copy()
+    ImageDraw.Draw(captioned).text((20, bat.height // 2), "© stock photo 2024", fill=(0, 0, 0), stroke_width=1,
+                                   font=ImageFont.load_default(size=10), stroke_fill=(128, 128, 128))
+    images = {"bat.png": bat, "padded.jpg": ImageOps.expand(bat, border=33, fill=(0, 0, 0)), "captioned.jpg": captioned}
+    base, side_a, side_b = np.eye(3)
+    vectors = np.stack([_unit(base), _unit(base + 0.75 * side_a), _unit(base + 0.75 * side_b)])
+    assert (vectors @ vectors.T)[1, 2] < DedupOptions().candidate_similarity
+    table = _table(images, vectors)
+    defaults = DedupOptions(hash_radius=())
+    verdicts = decide_duplicates(table, defaults)
+    assert verdicts.status == [DROPPED, KEPT, DROPPED] and verdicts.keeper_key[2] == "padded.jpg"
+    score = 1.0 - verdicts.distance[2]
+    assert verdicts.dup_kind[2] == "verified" and defaults.min_keeper_score <= score < defaults.min_copy_score
+    # At the candidates' bar, or just above its score, the captioned copy stays: nothing ties it to the keeper.
+    for options in (replace(defaults, min_keeper_score=defaults.min_copy_score), replace(defaults, min_keeper_score=score + 1e-6)):
+        assert decide_duplicates(table, options).status == [DROPPED, KEPT, KEPT]
+    # The lower of the two bars applies: a stricter keeper bar never outbids a looser copy bar.
+    looser = decide_duplicates(table, replace(defaults, min_copy_score=score, min_keeper_score=0.9))
+    assert looser.status == [DROPPED, KEPT, DROPPED]
+
+
 def test_pair_measurements_are_named_and_see_the_mirror_only_when_asked(photos):
     fruits = unpack_orb(orb_signature(photos["fruits"]))
     mirrored = unpack_orb(orb_signature(ImageOps.mirror(photos["fruits"])))

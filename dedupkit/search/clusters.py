@@ -10,8 +10,9 @@ pairs among them (scipy's csgraph), picks each component's keeper by the keep po
 and ties to it every record directly paired with it.  With `confirm_with_keeper`, a
 record paired only with a copy (a crop of the original when an upscaled copy is kept)
 is then checked directly against the keeper: the two need not have been paired (their
-embeddings may lie too far apart to be candidates), but the check holds them to the
-same bar, so nothing is dropped for a keeper it was not compared with.  The records
+embeddings may lie too far apart to be candidates), but they are compared themselves
+(by `ThumbnailCheck.confirm_with_keeper` in decide), so nothing is dropped for a keeper
+it was not compared with.  The records
 still left over go to the next round and form clusters of their own around new
 keepers; a record with no pair left is a singleton and is kept.
 """

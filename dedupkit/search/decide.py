@@ -87,7 +87,7 @@ def decide_duplicates(table: pa.Table, options: DedupOptions | None) -> Verdicts
             keep=policy,
             pixels=pixels[pictures],
             copyright_marked=None if marked is None else marked[pictures],
-            confirm_with_keeper=None if thumbnails is None else thumbnails.confirm,
+            confirm_with_keeper=None if thumbnails is None else thumbnails.confirm_with_keeper,
         )
         final_keeper[pictures] = pictures[clusters.keeper]
         near_kind[pictures] = clusters.dup_kind
@@ -197,9 +197,9 @@ class OrbSignatures:
 class ThumbnailCheck:
     """Confirms candidate pairs with the ORB signatures (keypoints and thumbnails) of the pictures.
 
-    With `min_copy_score` set, an embedding candidate (or a record and the keeper of a copy
-    it is paired with) is a copy when the learned verifier (dedupkit.search.copy_model)
-    scores its measurements at that or more; otherwise, and for hash pairs always, when
+    With `min_copy_score` set, an embedding candidate is a copy when the learned verifier
+    (dedupkit.search.copy_model) scores its measurements at that or more (a record and the
+    keeper of a copy it is paired with: at `min_keeper_score`, when lower); otherwise, and for hash pairs always, when
     the thresholds of `CopyCriteria` accept it.  An embedding candidate that neither
     accepts is still a copy when its thumbnails, aligned by themselves, pass
     `min_aligned_appearance` (a flat picture cropped, padded or turned: `_aligned`).
@@ -234,13 +234,21 @@ class ThumbnailCheck:
         measurements = pair_measurements(self.features(i), self.features(j), mirror=self.options.flip)
         return np.append(measurements, np.float32(cosine))
 
-    def confirm(self, i: int, j: int, criteria=None) -> tuple[str, float] | None:
+    def confirm_with_keeper(self, record: int, keeper: int) -> tuple[str, float] | None:
+        """`confirm` for a record paired with one of the keeper's copies but not with the keeper: as a
+        candidate, with the learned verifier at `min_keeper_score` when that is the lower bar."""
+        if self.model is None:
+            return self.confirm(record, keeper)
+        return self.confirm(record, keeper, min_score=min(self.options.min_copy_score, self.options.min_keeper_score))
+
+    def confirm(self, i: int, j: int, criteria=None, *, min_score: float | None = None) -> tuple[str, float] | None:
         """How the pair is confirmed as a copy, or None: ("verified", 1 - the learned verifier's
         score) with `min_copy_score`, else ("local", 1 - inlier ratio) when keypoints confirm it,
         ("thumbnail", 1 - correlation) when the whole frames do; failing those, an embedding
         candidate may still be ("aligned", 1 - correlation) (`_aligned`).  `criteria` sets the whole-frame
         bar of the thresholds (the embedding candidates' by default; passing any criteria asks for
         the thresholds, as hash pairs do); keypoints are always held to the configured criteria.
+        `min_score` replaces `min_copy_score` as the learned verifier's bar.
 
         Keypoint matching is not symmetric (ratio test from one side, appearance warped one
         way), so a pair is checked from both ends, and with `flip` against each end's mirror.
@@ -249,7 +257,7 @@ class ThumbnailCheck:
         if candidate and self.model is not None:
             features = self.pair_features(i, j)
             score = float(self.model.score(features)[0])
-            return ("verified", 1.0 - score) if self._copies(features, score)[0] else self._aligned(i, j)
+            return ("verified", 1.0 - score) if self._copies(features, score, min_score)[0] else self._aligned(i, j)
         from dedupkit.signatures.local import confirm_copy, confirm_whole_frame
 
         criteria = criteria or self.criteria
@@ -280,11 +288,13 @@ class ThumbnailCheck:
         verification = confirm_aligned_frame(self.features(i), self.features(j), self.criteria)
         return None if verification is None else ("aligned", 1.0 - verification.appearance)
 
-    def _copies(self, features: np.ndarray, scores) -> np.ndarray:
-        """Which scored pairs the learned verifier makes copies: at `min_copy_score`, colours not in conflict."""
+    def _copies(self, features: np.ndarray, scores, min_score: float | None = None) -> np.ndarray:
+        """Which scored pairs the learned verifier makes copies: at `min_score` (`min_copy_score` by default),
+        colours not in conflict."""
         from dedupkit.search.copy_model import aligned_hue_conflict
 
-        return (np.asarray(scores) >= self.options.min_copy_score) & (
+        bar = self.options.min_copy_score if min_score is None else min_score
+        return (np.asarray(scores) >= bar) & (
             aligned_hue_conflict(features) <= self.options.max_hue_conflict)
 
     def agree(self, i: int, j: int) -> bool:

@@ -28,7 +28,8 @@ class DedupOptions:
     A candidate the verifier rejects is still a copy when its grey thumbnails, aligned by
     themselves (ECC, no keypoints), correlate at 0.99 and in every part: flat flags and
     patterns cropped, padded or turned.  A record paired only with a copy of a cluster's
-    keeper is checked against the keeper itself (see dedupkit.search.clusters).  On the
+    keeper is checked against the keeper itself (see dedupkit.search.clusters), by the verifier
+    at 0.4 (`min_keeper_score`).  On the
     held-out half: 87.9 % of copies removed, 0.48 % of distinct pictures lost (3 of 620),
     19 false merges, none of the 1,000 garments dropped; on the dev half, which the
     verifier never saw either, 91.1 % and 2 of 580 (without the aligned check, until
@@ -84,6 +85,12 @@ class DedupOptions:
     trees over every keypoint and thumbnail measurement of the pair and the cosine) scores it at
     this or more (0..1); the thresholds above and below then only check hash pairs.  None
     verifies candidates by those thresholds instead."""
+    min_keeper_score: float = 0.4
+    """With the learned verifier: a record paired only with a copy of a cluster's keeper (a crop of the
+    original when a padded copy is the keeper) is dropped when the verifier scores it against the keeper
+    itself at this or more (the lower of this and `min_copy_score`).  Its pair with the copy already passed
+    `min_copy_score`; against the keeper, two edits meet (the crop and the padding), which the verifier
+    scores lower than either alone.  `min_copy_score` or more holds it to the candidates' bar."""
     min_frame_appearance: float | None = 0.98
     """A candidate the keypoints cannot confirm (a small or plain picture) is still a copy when
     its frame has the other's shape and, one scaled onto the other, the grey thumbnails
