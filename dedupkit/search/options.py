@@ -22,7 +22,7 @@ class DedupOptions:
     drawings and garments the benchmark does not use) weighs every keypoint and thumbnail
     measurement of the pair (ORB inliers under one similarity transform, as is and
     mirrored, from both ends; aligned grey thumbnails' correlation, whole and in tiles;
-    whole-frame comparison; hue conflict) with the cosine, and must score it at 0.6 with
+    whole-frame comparison; hue conflict) with the cosine, and must score it at 0.7 with
     colours not in conflict.  Hash pairs must pass the thresholds' thumbnail check, their
     whole frames at 0.95 (a nearly blank picture's pHash collides with others at 0 bits).
     A candidate the verifier rejects is still a copy when its grey thumbnails, aligned by
@@ -80,7 +80,7 @@ class DedupOptions:
     """...and at most this share of the aligned overlap coloured in both images with hues
     more than 90 degrees apart (a recoloured copy shifts hues a little; the same drawing
     in other colours changes some of them completely)."""
-    min_copy_score: float | None = 0.6
+    min_copy_score: float | None = 0.7
     """An embedding candidate is a copy when the learned copy verifier (dedupkit.search.copy_model:
     trees over every keypoint and thumbnail measurement of the pair and the cosine) scores it at
     this or more (0..1); the thresholds above and below then only check hash pairs.  None
