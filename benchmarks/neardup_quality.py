@@ -637,9 +637,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report_variants(variants: dict[str, DedupOptions]) -> list[str]:
     wanted = ["dedupkit defaults", "dedupkit defaults, no colour check", NO_ALIGNED_CHECK, SAME_KEEPER_BAR, THRESHOLDS,
-              GLOBAL_BASELINE,
-              "phash 8 + flip only",
-              "phash 4 + flip only", "embedding 0.93 only", "embedding 0.95 only", "phash 8 + flip, embedding 0.93",
+              GLOBAL_BASELINE, "phash 8 + flip only", "phash 4 + flip only", "embedding 0.93 only",
+              "embedding 0.95 only", "phash 8 + flip, embedding 0.93",
               local_variant_name(0.97, 0.7, 15, 0.1, 0.95), local_variant_name(0.97, 0.7, 15, 0.1, 0.9),
               local_variant_name(0.97, 0.7, 12, 0.08, 0.9)]
     return [name for name in wanted if name in variants]

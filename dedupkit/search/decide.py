@@ -200,9 +200,10 @@ class ThumbnailCheck:
     With `min_copy_score` set, an embedding candidate is a copy when the learned verifier
     (dedupkit.search.copy_model) scores its measurements at that or more (a record and the
     keeper of a copy it is paired with: at `min_keeper_score`, when lower); otherwise, and
-    for hash pairs always, when the thresholds of `CopyCriteria` accept it.  An embedding candidate that neither
-    accepts is still a copy when its thumbnails, aligned by themselves, pass
-    `min_aligned_appearance` (a flat picture cropped, padded or turned: `_aligned`).
+    for hash pairs always, when the thresholds of `CopyCriteria` accept it.  An embedding
+    candidate that neither accepts is still a copy when its thumbnails, aligned by
+    themselves, pass `min_aligned_appearance` (a flat picture cropped, padded or turned:
+    `_aligned`).
     """
 
     def __init__(self, pictures: pa.Table, options: DedupOptions, orb: OrbSignatures | None = None) -> None:
