@@ -26,7 +26,10 @@ Metrics, per method and half:
 - distinct lost: families whose every member was dropped in favour of another family;
 - false merges: records dropped in favour of a record of another family;
 - per-transform recall: the copy and its original were tied together, whichever is kept;
-  the same for the copies of small pictures;
+  the same for the copies of small pictures; the copies not so tied are listed
+  (`missed_copies`), and each setting is paired with the defaults on them: how many
+  copies only one of the two finds (`print_paired`).  Next to the share of copies
+  removed, a 95 % interval from resampling families (`family_bootstrap_interval`);
 - look-alikes dropped: of 1,000 distinct Fashion-MNIST test images (28 px garments, all
   centred in the same frame: the homogeneous, low-resolution data on which a thumbnail
   comparison merges things that are merely alike), how many are dropped as duplicates.
@@ -48,6 +51,7 @@ import logging
 import re
 import sys
 import time
+from collections import Counter
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -388,6 +392,10 @@ def score(outcome: Outcome, labels: list[dict]) -> dict:
     # The keep policy may keep a larger copy (upscaled, padded) and drop the original: what
     # counts is how many of a family's redundant members go, and that they go to their own family.
     removed_in_family = sum(1 for key in outcome.dropped if family[outcome.keeper[key]] == family[key])
+    removed_per_family, copies_per_family = Counter(), Counter(label["family"] for label in copies)
+    for key in outcome.dropped:
+        if family[outcome.keeper[key]] == family[key]:
+            removed_per_family[family[key]] += 1
     false_merges = sum(1 for key in outcome.dropped if family[outcome.keeper[key]] != family[key])
 
     def found(label: dict) -> bool:
@@ -412,6 +420,9 @@ def score(outcome: Outcome, labels: list[dict]) -> dict:
         "files": len(labels),
         "planted_copies": len(copies),
         "copies_removed": removed_in_family / len(copies),
+        "copies_removed_interval": family_bootstrap_interval(
+            [removed_per_family[f] for f in copies_per_family], list(copies_per_family.values())),
+        "missed_copies": sorted(label["key"] for label in copies if not found(label)),
         "distinct_lost": len(lost),
         "distinct_lost_share": len(lost) / len(members),
         "false_merges": false_merges,
@@ -424,6 +435,28 @@ def score(outcome: Outcome, labels: list[dict]) -> dict:
         },
         "lost_examples": [members[f][0] for f in lost[:12]],
     }
+
+
+def family_bootstrap_interval(removed: list[int], copies: list[int], resamples: int = 2000,
+                              seed: int = 0) -> list[float]:
+    """95 % interval of the share of copies removed, families resampled with replacement.
+
+    A family's copies stand or fall together (one original, one keeper), so the families,
+    not the copies, are the independent draws.  At ~600 copies a half the interval spans
+    about 4 points: two settings closer than that on one half are told apart by
+    `paired_difference`, not by their shares."""
+    removed, copies = np.asarray(removed, dtype=np.float64), np.asarray(copies, dtype=np.float64)
+    if not copies.sum():
+        return [float("nan"), float("nan")]
+    draws = np.random.default_rng(seed).integers(0, len(copies), size=(resamples, len(copies)))
+    shares = removed[draws].sum(axis=1) / copies[draws].sum(axis=1)
+    return [float(q) for q in np.quantile(shares, [0.025, 0.975])]
+
+
+def paired_difference(first: dict, second: dict) -> tuple[int, int]:
+    """(copies only `first` found, copies only `second` found), of two `score` results on one half."""
+    missed_first, missed_second = set(first["missed_copies"]), set(second["missed_copies"])
+    return len(missed_second - missed_first), len(missed_first - missed_second)
 
 
 def dedupkit_outcome(table: pa.Table, options: DedupOptions) -> Outcome:
@@ -564,15 +597,26 @@ def _settings(options: DedupOptions) -> dict:
 
 def print_table(title: str, results: dict[str, dict]) -> None:
     print(f"\n{title}")
-    header = f"{'method':42} {'copies removed':>14} {'distinct lost':>15} {'false merges':>12}"
+    header = f"{'method':42} {'copies removed':>14} {'95% interval':>12} {'distinct lost':>15} {'false merges':>12}"
     short = {"resize+jpeg": "rs+jp", "crop+flip": "cr+fl", "colour+text": "co+tx", "pad+resize+jpeg": "pd+rs+jp",
              "rotate+crop+colour": "ro+cr+co"}
     names = [short.get(name, name[:6]) for name in TRANSFORMS]
     print(header + "  " + " ".join(f"{n:>8}" for n in names) + f" {'small':>6}")
     for name, r in results.items():
         per = " ".join(_percent(r["per_transform"][t]["recall"], 8) for t in TRANSFORMS)
-        print(f"{name:42} {100 * r['copies_removed']:13.1f}% {r['distinct_lost']:5d} ({100 * r['distinct_lost_share']:4.1f}%)"
+        low, high = (100 * bound for bound in r["copies_removed_interval"])
+        print(f"{name:42} {100 * r['copies_removed']:13.1f}% {f'{low:.1f}-{high:.1f}':>12} "
+              f"{r['distinct_lost']:5d} ({100 * r['distinct_lost_share']:4.1f}%)"
               f" {r['false_merges']:12d}  {per} {_percent(r['small_slice']['recall'], 6)}")
+
+
+def print_paired(results: dict[str, dict], against: str = "dedupkit defaults") -> None:
+    """Each other dedupkit setting against `against` on the same copies: what each finds that the other misses."""
+    print(f"\npaired with {against} (copies only it finds / only the setting finds):")
+    for name, r in results.items():
+        if name != against and "missed_copies" in r:
+            only_ours, only_theirs = paired_difference(results[against], r)
+            print(f"  {name:42} {only_ours:4d} / {only_theirs:4d}")
 
 
 def _percent(share: float | None, width: int) -> str:
@@ -616,11 +660,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.calibrate:
         report["dev"] = evaluate(labels, table, encodings, "dev", variants, peers=True)
         print_table("dev half (calibration grid)", report["dev"])
+        print_paired(report["dev"])
         report["calibrated_choice"] = calibrated_choice(report["dev"], report["lookalikes"]["dropped"])
         print(f"\ncalibrated on the dev half: {report['calibrated_choice']}")
         shown.append(report["calibrated_choice"])
     report["test"] = evaluate(labels, table, encodings, "test", {name: variants[name] for name in shown}, peers=True)
     print_table("test half (held out)", report["test"])
+    print_paired(report["test"])
     defaults = report["test"]["dedupkit defaults"]
     peer = report["test"]["imagededup PHash 10"]
     met = defaults["copies_removed"] >= TARGET_REMOVED and defaults["distinct_lost_share"] <= TARGET_LOST_SHARE

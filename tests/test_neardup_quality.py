@@ -159,3 +159,21 @@ def test_whole_frame_check_merges_no_garment_that_keypoints_keep_apart(tmp_path)
     assert benchmark.lookalikes_dropped(table, replace(thresholds, min_frame_appearance=0.9)) > keypoints_only
     # The learned verifier (trained on other garments) drops none beyond that either.
     assert benchmark.lookalikes_dropped(table, DedupOptions()) <= keypoints_only
+
+
+def test_the_score_lists_missed_copies_pairs_settings_and_bounds_the_share_by_families():
+    """Two families of an original and two copies, one of three families kept whole: a setting that
+    ties one copy less misses exactly it, the pairing says so, and the interval holds the share."""
+    labels = [{"key": f"{family}_{member}", "family": family, "transform": "original" if member == 0 else "resize",
+               "small": False} for family in range(3) for member in range(3)]
+    everything = benchmark.Outcome({"0_1", "0_2", "1_1", "1_2", "2_1", "2_2"},
+                                   {f"{f}_{m}": f"{f}_0" for f in range(3) for m in (1, 2)})
+    one_less = benchmark.Outcome(everything.dropped - {"1_2"}, everything.keeper)
+    best, worse = benchmark.score(everything, labels), benchmark.score(one_less, labels)
+    assert best["missed_copies"] == [] and worse["missed_copies"] == ["1_2"]
+    assert benchmark.paired_difference(best, worse) == (1, 0)
+    assert benchmark.paired_difference(worse, best) == (0, 1)
+    low, high = worse["copies_removed_interval"]
+    assert low <= worse["copies_removed"] == 5 / 6 <= high and high <= 1.0
+    # Resampled families range from the short one three times over (3 of 6) to the whole ones (6 of 6).
+    assert 0.5 <= low < 5 / 6 and best["copies_removed_interval"] == [1.0, 1.0]
