@@ -619,6 +619,21 @@ def print_paired(results: dict[str, dict], against: str = "dedupkit defaults") -
             print(f"  {name:42} {only_ours:4d} / {only_theirs:4d}")
 
 
+def with_pairings(report: dict, against: str = "dedupkit defaults") -> dict:
+    """`report` as written: each half's settings carry `paired_with_defaults` (`paired_difference` with
+    `against`), and only `against` keeps its list of missed copies (the others' run to hundreds)."""
+    report = json.loads(json.dumps(report))
+    for half in ("dev", "test"):
+        results = report.get(half, {})
+        for name, result in results.items():
+            if name != against and "missed_copies" in result:
+                result["paired_with_defaults"] = list(paired_difference(results[against], result))
+        for name, result in results.items():
+            if name != against:
+                result.pop("missed_copies", None)
+    return report
+
+
 def _percent(share: float | None, width: int) -> str:
     return f"{'-':>{width}}" if share is None else f"{100 * share:{width}.0f}"
 
@@ -676,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{defaults['false_merges']} vs {peer['false_merges']}; targets >= {TARGET_REMOVED:.0%} removed and "
           f"<= {TARGET_LOST_SHARE:.1%} lost: {'met' if met else 'NOT met'}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1))
+    args.output.write_text(json.dumps(with_pairings(report), indent=1))
     print(f"wrote {args.output}")
     return 0
 

@@ -177,3 +177,7 @@ def test_the_score_lists_missed_copies_pairs_settings_and_bounds_the_share_by_fa
     assert low <= worse["copies_removed"] == 5 / 6 <= high and high <= 1.0
     # Resampled families range from the short one three times over (3 of 6) to the whole ones (6 of 6).
     assert 0.5 <= low < 5 / 6 and best["copies_removed_interval"] == [1.0, 1.0]
+    # As written: the pairing with the defaults, and their misses only.
+    written = benchmark.with_pairings({"test": {"dedupkit defaults": worse, "everything": best}})["test"]
+    assert written["everything"]["paired_with_defaults"] == [0, 1] and "missed_copies" not in written["everything"]
+    assert written["dedupkit defaults"]["missed_copies"] == ["1_2"]

@@ -30,7 +30,8 @@ class DedupOptions:
     patterns cropped, padded or turned.  A record paired only with a copy of a cluster's
     keeper is checked against the keeper itself (see dedupkit.search.clusters), by the verifier
     at 0.4 (`min_keeper_score`).  On the
-    held-out half: 89.1 % of copies removed, 0.32 % of distinct pictures lost (2 of 620),
+    held-out half: 89.1 % of copies removed (95 % interval over families 86.1-92.2), 0.32 % of
+    distinct pictures lost (2 of 620),
     18 false merges, none of the 1,000 garments dropped; on the dev half, which the
     verifier never saw either, 92.4 % and 2 of 580 (2026-12-03, with the worst-band measure,
     the keeper bar of 0.4 and the copy score 0.7; until then 87.9 %, 3 pictures and 19 false
@@ -40,8 +41,9 @@ class DedupOptions:
     garments held out, 85.0 % and 4 on dev; before the keeper check and thumbnails for plain
     pictures, 2026-11-26: 80.5 %; embeddings at 0.93 without local verification: 52 % and
     1.1 %; imagededup PHash at 10: 49 %, 6.6 % and 294 garments).  The verifier measures
-    every candidate in full, so deciding costs about 1.8 times the thresholds' (34-40 s
-    against 19-27 s for the benchmark's 2,460 pictures).  Greyscale and mildly
+    every candidate in full, so deciding costs about 1.8 times the thresholds' (27 s against
+    15 s for the benchmark's 2,460 pictures on a quiet machine; a third of it is OpenCV's ECC).
+    Greyscale and mildly
     recoloured copies are copies; the same drawing with some parts in other colours is not.
     """
 
