@@ -26,9 +26,9 @@ Metrics, per method and half:
 - distinct lost: families whose every member was dropped in favour of another family;
 - false merges: records dropped in favour of a record of another family;
 - per-transform recall: the copy and its original were tied together, whichever is kept;
-  the same for the copies of small pictures; the copies not so tied are listed
-  (`missed_copies`), and each setting is paired with the defaults on them: how many
-  copies only one of the two finds (`print_paired`).  Next to the share of copies
+  the same for the copies of small pictures; the defaults list the copies not so tied
+  (`missed_copies`), and each other setting is paired with them: how many copies only
+  one of the two finds (`paired_with_defaults`).  Next to the share of copies
   removed, a 95 % interval from resampling families (`family_bootstrap_interval`);
 - look-alikes dropped: of 1,000 distinct Fashion-MNIST test images (28 px garments, all
   centred in the same frame: the homogeneous, low-resolution data on which a thumbnail
@@ -51,8 +51,8 @@ import logging
 import re
 import sys
 import time
-from collections import Counter
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -391,11 +391,9 @@ def score(outcome: Outcome, labels: list[dict]) -> dict:
     copies = [label for label in labels if label["transform"] != "original"]
     # The keep policy may keep a larger copy (upscaled, padded) and drop the original: what
     # counts is how many of a family's redundant members go, and that they go to their own family.
-    removed_in_family = sum(1 for key in outcome.dropped if family[outcome.keeper[key]] == family[key])
-    removed_per_family, copies_per_family = Counter(), Counter(label["family"] for label in copies)
-    for key in outcome.dropped:
-        if family[outcome.keeper[key]] == family[key]:
-            removed_per_family[family[key]] += 1
+    removed_per_family = Counter(family[key] for key in outcome.dropped if family[outcome.keeper[key]] == family[key])
+    removed_in_family = sum(removed_per_family.values())
+    copies_per_family = Counter(label["family"] for label in copies)
     false_merges = sum(1 for key in outcome.dropped if family[outcome.keeper[key]] != family[key])
 
     def found(label: dict) -> bool:

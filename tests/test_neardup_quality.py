@@ -162,8 +162,8 @@ def test_whole_frame_check_merges_no_garment_that_keypoints_keep_apart(tmp_path)
 
 
 def test_the_score_lists_missed_copies_pairs_settings_and_bounds_the_share_by_families():
-    """Two families of an original and two copies, one of three families kept whole: a setting that
-    ties one copy less misses exactly it, the pairing says so, and the interval holds the share."""
+    """Three families of an original and two copies each, all found: a setting that ties one copy less
+    misses exactly it, the pairing says so, and the interval holds the share."""
     labels = [{"key": f"{family}_{member}", "family": family, "transform": "original" if member == 0 else "resize",
                "small": False} for family in range(3) for member in range(3)]
     everything = benchmark.Outcome({"0_1", "0_2", "1_1", "1_2", "2_1", "2_2"},
