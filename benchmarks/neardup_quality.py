@@ -38,6 +38,7 @@ Metrics, per method and half:
 
     python benchmarks/neardup_quality.py                 # build/reuse the set, print the test half
     python benchmarks/neardup_quality.py --calibrate     # also the grid of variants on the dev half
+    python benchmarks/neardup_quality.py --calibrate --workers 2   # the same, candidates verified in 2 processes
 """
 
 from __future__ import annotations
@@ -373,8 +374,8 @@ def build_lookalikes(count: int, folder: Path, split: str = "test") -> Path:
     return folder
 
 
-def lookalikes_dropped(table: pa.Table, options: DedupOptions) -> int:
-    return len(dedupkit_outcome(table, options).dropped)
+def lookalikes_dropped(table: pa.Table, options: DedupOptions, workers: int = 1) -> int:
+    return len(dedupkit_outcome(table, options, workers).dropped)
 
 
 @dataclass(frozen=True)
@@ -457,8 +458,8 @@ def paired_difference(first: dict, second: dict) -> tuple[int, int]:
     return len(missed_second - missed_first), len(missed_first - missed_second)
 
 
-def dedupkit_outcome(table: pa.Table, options: DedupOptions) -> Outcome:
-    verdicts = decide_duplicates(table, options)
+def dedupkit_outcome(table: pa.Table, options: DedupOptions, workers: int = 1) -> Outcome:
+    verdicts = decide_duplicates(table, options, workers)
     keys = table.column("key").to_pylist()
     dropped = {key for key, status in zip(keys, verdicts.status) if status == DROPPED}
     keeper = {key: k for key, k, status in zip(keys, verdicts.keeper_key, verdicts.status) if status == DROPPED}
@@ -570,7 +571,7 @@ def calibrated_choice(dev: dict[str, dict], lookalikes: dict[str, int]) -> str:
 
 
 def evaluate(labels: list[dict], table: pa.Table, encodings: dict[str, str], split: str,
-             variants: dict[str, DedupOptions], peers: bool) -> dict[str, dict]:
+             variants: dict[str, DedupOptions], peers: bool, workers: int = 1) -> dict[str, dict]:
     half = [label for label in labels if label["split"] == split]
     keys = {label["key"] for label in half}
     rows = table.filter(pa.compute.is_in(table.column("key"), pa.array(sorted(keys))))
@@ -583,7 +584,7 @@ def evaluate(labels: list[dict], table: pa.Table, encodings: dict[str, str], spl
                 **score(imagededup_outcome(half_encodings, threshold), half),
             }
     for name, options in variants.items():
-        results[name] = {"settings": _settings(options), **score(dedupkit_outcome(rows, options), half)}
+        results[name] = {"settings": _settings(options), **score(dedupkit_outcome(rows, options, workers), half)}
     return results
 
 
@@ -642,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=SetConfig.seed)
     parser.add_argument("--calibrate", action="store_true", help="also score the grid of variants on the dev half")
     parser.add_argument("--output", type=Path, default=RESULTS / "neardup_quality.json")
+    parser.add_argument("--workers", type=int, default=1, help="processes that verify candidate pairs (same numbers)")
     args = parser.parse_args(argv)
 
     config = SetConfig(originals=args.originals, seed=args.seed)
@@ -666,18 +668,19 @@ def main(argv: list[str] | None = None) -> int:
     lookalike_encodings = imagededup_encodings(lookalike_folder)
     report["lookalikes"] = {"images": lookalike_table.num_rows, "dropped": {
         **{f"imagededup PHash {t}": len(imagededup_outcome(lookalike_encodings, t).dropped) for t in (10, 6)},
-        **{name: lookalikes_dropped(lookalike_table, variants[name]) for name in (variants if args.calibrate else shown)}}}
+        **{name: lookalikes_dropped(lookalike_table, variants[name], args.workers) for name in (variants if args.calibrate else shown)}}}
     print("\nFashion-MNIST look-alikes dropped (of "
           f"{lookalike_table.num_rows} distinct): " + ", ".join(f"{name} {count}" for name, count in report["lookalikes"]["dropped"].items()
                                                                if name in shown or name.startswith("imagededup")))
     if args.calibrate:
-        report["dev"] = evaluate(labels, table, encodings, "dev", variants, peers=True)
+        report["dev"] = evaluate(labels, table, encodings, "dev", variants, peers=True, workers=args.workers)
         print_table("dev half (calibration grid)", report["dev"])
         print_paired(report["dev"])
         report["calibrated_choice"] = calibrated_choice(report["dev"], report["lookalikes"]["dropped"])
         print(f"\ncalibrated on the dev half: {report['calibrated_choice']}")
         shown.append(report["calibrated_choice"])
-    report["test"] = evaluate(labels, table, encodings, "test", {name: variants[name] for name in shown}, peers=True)
+    report["test"] = evaluate(labels, table, encodings, "test", {name: variants[name] for name in shown}, peers=True,
+                              workers=args.workers)
     print_table("test half (held out)", report["test"])
     print_paired(report["test"])
     defaults = report["test"]["dedupkit defaults"]

@@ -209,12 +209,10 @@ def _options(reading: "_Reading", output_format=None, dedup=None, write_output=T
     )
 
 
-WorkersOption = typer.Option(1, "--workers", "-w", help="Worker processes; each takes whole input shards.")
-
-
 _READING_OPTIONS = {
     "shard_size": (int, typer.Option(1000, "--shard-size", help="Records per output shard (and per folder work unit).")),
-    "workers": (int, WorkersOption),
+    "workers": (int, typer.Option(1, "--workers", "-w", help=(
+        "Worker processes: each takes whole input shards; deciding shares the candidate pairs to verify among them."))),
     "min_side": (int, typer.Option(16, "--min-side", help="Skip images whose shorter side is below this many pixels.")),
     "max_pixels": (int, typer.Option(
         DecodeLimits().max_pixels, "--max-pixels", help="Skip images whose header declares more pixels (decompression bombs)."
@@ -645,7 +643,7 @@ def report(
     page_size: int = typer.Option(50, "--page-size", help="Duplicate clusters per page."),
     thumb_px: int = typer.Option(160, "--thumb-px", help="Longer side of each thumbnail in pixels."),
     max_members: int = typer.Option(60, "--max-members", help="Thumbnails per cluster; the rest are counted."),
-    workers: int = WorkersOption,
+    workers: int = typer.Option(1, "--workers", "-w", help="Worker processes that make the thumbnails."),
 ) -> None:
     """Write OUT/report.html: duplicate clusters as thumbnails (keeper marked), the run's summary, skipped records."""
     from dedupkit.pipeline import RunError

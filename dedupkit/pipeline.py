@@ -59,6 +59,7 @@ class CleanOptions:
     """folder | webdataset | parquet; default: the source's own format (hf -> parquet)."""
     shard_size: int = 1000
     workers: int = 1
+    """Processes: each analyses whole input shards; the decision shares its candidate pairs among them."""
     write_output: bool = True
     """False for `dedupkit dedup`: decide and write the manifest, copy no images."""
     limits: DecodeLimits = DecodeLimits()
@@ -264,7 +265,7 @@ def decide(paths: RunPaths, units: list[Unit], options: CleanOptions) -> pa.Tabl
         verdicts = pa.table({"ordinal": table.column("ordinal"), "status": table.column("status"), "reason": table.column("reason")})
     else:
         with _analysis_for_decision(paths, units) as table:
-            verdicts = decide_duplicates(table, dedup).as_table(table.column("ordinal"))
+            verdicts = decide_duplicates(table, dedup, workers=options.workers).as_table(table.column("ordinal"))
     if options.copyright == "drop":
         verdicts = _drop_copyright_marked(table, verdicts)
     return verdicts.append_column("record_index", pa.array(np.arange(table.num_rows), pa.int64()))

@@ -541,3 +541,36 @@ def test_decision_reads_each_orb_signature_where_it_lies_and_forgets_unpacked_on
     for field in ("status", "reason", "keeper_key", "dup_kind", "distance"):
         assert getattr(forgotten, field) == getattr(remembered, field)
     assert forgotten.cluster_id.tolist() == remembered.cluster_id.tolist()
+
+
+@pytest.mark.parametrize("verifier", ["thresholds", "learned"])
+def test_workers_verify_the_candidates_with_the_same_verdicts(photos, monkeypatch, verifier):
+    """Candidates are shared among forked processes, a few pairs each here; the verdicts, kinds and
+    distances are those of one process."""
+    fruits, baboon = photos["fruits"], photos["baboon"]
+    images = {"fruits.png": fruits, "fruits_cropped.jpg": fruits.crop((30, 20, 480, 460)),
+              "fruits_mirrored.jpg": ImageOps.mirror(fruits), "half_recoloured.jpg": _hue_shifted(fruits, 180, (0, 0, 256, 480)),
+              "home.jpg": photos["home"], "baboon.png": baboon, "baboon_small.jpg": Image.open(io.BytesIO(jpeg(baboon.resize((384, 384)), 60))).convert("RGB")}
+    # Every pair a candidate (cosine 0.8): the keypoints and thumbnails decide them all.
+    vectors = np.stack([_unit(np.eye(len(images))[k] + 0.5) for k in range(len(images))])
+    assert (vectors @ vectors.T).min() > DedupOptions().candidate_similarity
+    table = _table(images, vectors)
+    options = DedupOptions(hash_radius=(), min_similarity=0.99)
+    if verifier == "thresholds":
+        options = replace(options, min_copy_score=None)
+    alone = decide_duplicates(table, options)
+    assert alone.status.count(DROPPED) >= 3
+
+    pools = []
+
+    class CountedPool(decide.ProcessPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            pools.append(args)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(decide, "ProcessPoolExecutor", CountedPool)
+    monkeypatch.setattr(decide, "PAIRS_PER_TASK", 4)
+    shared = decide_duplicates(table, options, workers=2)
+    assert pools, "the candidates were not verified in worker processes"
+    for field in ("status", "reason", "keeper_key", "dup_kind", "distance"):
+        assert getattr(shared, field) == getattr(alone, field), field

@@ -10,6 +10,8 @@ near duplicate, so are its copies, in favour of the same keeper.
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -56,8 +58,11 @@ class Verdicts:
         )
 
 
-def decide_duplicates(table: pa.Table, options: DedupOptions | None) -> Verdicts:
-    """Verdicts for every row of an analysis table (needs status, key, sha256, width, height, sig_*)."""
+def decide_duplicates(table: pa.Table, options: DedupOptions | None, workers: int = 1) -> Verdicts:
+    """Verdicts for every row of an analysis table (needs status, key, sha256, width, height, sig_*).
+
+    `workers` processes verify the embedding candidates (`ThumbnailCheck.verified_candidates`); the
+    verdicts do not depend on their number."""
     count = table.num_rows
     keys = np.asarray(table.column("key").to_pylist(), dtype=object)
     status = np.asarray(table.column("status").to_pylist(), dtype=object)
@@ -79,7 +84,7 @@ def decide_duplicates(table: pa.Table, options: DedupOptions | None) -> Verdicts
         picture_table = (table if orb is None else table.drop_columns([orb.name])).take(pictures)
         thumbnails = None
         if orb is not None:
-            thumbnails = ThumbnailCheck(picture_table, options, orb=orb)
+            thumbnails = ThumbnailCheck(picture_table, options, orb=orb, workers=workers)
             picture_table = picture_table.drop_columns([EMBEDDING_COLUMN])  # the check holds them as unit rows
         clusters = cluster_pairs(
             pictures.size,
@@ -164,6 +169,9 @@ SCORED_TOGETHER = 8192
 # kept between pairs.  Unpacking again costs ~0.2 ms against ~3.4 ms to measure a pair, so the
 # bound costs little where candidates are scattered, and keeps a million pictures in bounds.
 UNPACKED_PICTURES = 4096
+# Candidate pairs a verifying worker process takes at a time, at most: small enough that the workers
+# share the pairs evenly, large enough that the verdicts coming back cost little.
+PAIRS_PER_TASK = 1024
 
 
 @dataclass(frozen=True)
@@ -206,8 +214,10 @@ class ThumbnailCheck:
     `_aligned`).
     """
 
-    def __init__(self, pictures: pa.Table, options: DedupOptions, orb: OrbSignatures | None = None) -> None:
-        """`orb`: the pictures' ORB signatures, when `pictures` does not hold them itself."""
+    def __init__(self, pictures: pa.Table, options: DedupOptions, orb: OrbSignatures | None = None,
+                 workers: int = 1) -> None:
+        """`orb`: the pictures' ORB signatures, when `pictures` does not hold them itself; `workers`: processes
+        that verify the candidates (`verified_candidates`)."""
         from dedupkit.signatures.local import CopyCriteria  # OpenCV: only when asked
 
         self.signatures = orb if orb is not None else OrbSignatures.of(pictures)
@@ -225,6 +235,7 @@ class ThumbnailCheck:
         # The picture's `LocalFeatures`, the latest UNPACKED_PICTURES kept.
         self.features = lru_cache(maxsize=UNPACKED_PICTURES)(self.signatures.unpacked)
         self._hash_pair_keypoints: dict = {}
+        self.workers = workers
 
     def pair_features(self, i: int, j: int) -> np.ndarray:
         """What the learned verifier reads about a pair (copy_model.FEATURE_NAMES): the keypoint and
@@ -322,39 +333,71 @@ class ThumbnailCheck:
     def verified_candidates(self) -> list[Pairs]:
         """The `candidates` that are copies, one pair set per way of confirming.
 
-        With the learned verifier, "verified" (distance 1 - its score), scored SCORED_TOGETHER at a time.
-        By the thresholds: "local" (ORB keypoints under one geometric transform; distance 1 -
-        the share of the keypoints in the shared view that match) and "thumbnail" (a picture
-        too small or plain for keypoints whose frame has the other's shape, one grey thumbnail
-        scaled onto the other; distance 1 - their correlation).  Either way, last, "aligned":
-        candidates left unconfirmed whose thumbnails align by themselves (distance 1 - their
-        correlation).
+        With the learned verifier, "verified" (distance 1 - its score).  By the thresholds:
+        "local" (ORB keypoints under one geometric transform; distance 1 - the share of the
+        keypoints in the shared view that match) and "thumbnail" (a picture too small or plain
+        for keypoints whose frame has the other's shape, one grey thumbnail scaled onto the
+        other; distance 1 - their correlation).  Either way, last, "aligned": candidates left
+        unconfirmed whose thumbnails align by themselves (distance 1 - their correlation).
+
+        Each pair is verified on its own (~4 ms), so with `workers` above 1 the pairs are shared
+        among that many processes forked from this one: they read the signatures where this
+        process holds them (memory-mapped when the pipeline decides), and send back only each
+        pair's kind and distance.  Where processes cannot be forked, the pairs are verified here.
         """
         candidates = self.candidates()
         kinds = ("verified", "aligned") if self.model is not None else ("local", "thumbnail", "aligned")
-        confirmed: dict[str, tuple[list, list]] = {kind: ([], []) for kind in kinds}
-        unconfirmed = range(len(candidates))
+        kind, distance = self._verify_in_workers(candidates, kinds) if self._forks(len(candidates)) else \
+            self.verify_range(candidates, kinds, 0, len(candidates))
+        return [Pairs(candidates.i[kind == code], candidates.j[kind == code], distance[kind == code], name)
+                for code, name in enumerate(kinds)]
+
+    def verify_range(self, candidates: Pairs, kinds: tuple[str, ...], start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """(the index in `kinds` of how each candidate start..stop is confirmed, -1 for none; float32 distances)."""
+        count = stop - start
+        kind, distance = np.full(count, -1, dtype=np.int8), np.zeros(count, dtype=np.float32)
+        unconfirmed = range(count)
         if self.model is not None:
-            scores, kept = np.zeros(len(candidates)), np.zeros(len(candidates), dtype=bool)
-            for start in range(0, len(candidates), SCORED_TOGETHER):  # bounds the features' and the walk's memory
-                part = slice(start, start + SCORED_TOGETHER)
+            for offset in range(0, count, SCORED_TOGETHER):  # bounds the features' and the walk's memory
+                part = slice(start + offset, min(stop, start + offset + SCORED_TOGETHER))
                 features = self.candidate_features(candidates.i[part], candidates.j[part])
-                scores[part] = self.model.score(features)
-                kept[part] = self._copies(features, scores[part])
-            confirmed["verified"] = (np.flatnonzero(kept).tolist(), (1.0 - scores[kept]).tolist())
-            unconfirmed = np.flatnonzero(~kept).tolist()
+                scores = self.model.score(features)
+                kept = self._copies(features, scores)
+                local = np.arange(offset, offset + len(scores))
+                kind[local[kept]], distance[local[kept]] = kinds.index("verified"), 1.0 - scores[kept]
+            unconfirmed = np.flatnonzero(kind < 0).tolist()
         for index in unconfirmed:
-            i, j = int(candidates.i[index]), int(candidates.j[index])
+            i, j = int(candidates.i[start + index]), int(candidates.j[start + index])
             found = self._aligned(i, j) if self.model is not None else self.confirm(i, j)
             if found is not None:
-                kind, distance = found
-                confirmed[kind][0].append(index)
-                confirmed[kind][1].append(distance)
-        pair_sets = []
-        for kind, (rows, distances) in confirmed.items():
-            rows = np.asarray(rows, dtype=np.int64)
-            pair_sets.append(Pairs(candidates.i[rows], candidates.j[rows], np.asarray(distances, dtype=np.float32), kind))
-        return pair_sets
+                kind[index], distance[index] = kinds.index(found[0]), found[1]
+        return kind, distance
+
+    def _forks(self, pairs: int) -> bool:
+        return self.workers > 1 and pairs > PAIRS_PER_TASK // 4 and "fork" in multiprocessing.get_all_start_methods()
+
+    def _verify_in_workers(self, candidates: Pairs, kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """`verify_range` of every candidate, in `workers` forked processes (see `verified_candidates`)."""
+        global _FORKED_WORK
+        size = max(1, min(PAIRS_PER_TASK, -(-len(candidates) // (4 * self.workers))))
+        bounds = [(start, min(start + size, len(candidates))) for start in range(0, len(candidates), size)]
+        _FORKED_WORK = (self, candidates, kinds)
+        try:
+            # Forked, not spawned: the workers inherit the signatures, the embeddings and the verifier.
+            with ProcessPoolExecutor(min(self.workers, len(bounds)), mp_context=multiprocessing.get_context("fork")) as pool:
+                parts = list(pool.map(_verify_forked_range, bounds))
+        finally:
+            _FORKED_WORK = None
+        return np.concatenate([part[0] for part in parts]), np.concatenate([part[1] for part in parts])
+
+
+# What the forked verifying workers read (set only while they run; see ThumbnailCheck._verify_in_workers).
+_FORKED_WORK: tuple | None = None
+
+
+def _verify_forked_range(bounds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    check, candidates, kinds = _FORKED_WORK
+    return check.verify_range(candidates, kinds, *bounds)
 
 
 def _embeddings(pictures: pa.Table) -> np.ndarray:
