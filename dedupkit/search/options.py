@@ -29,20 +29,22 @@ class DedupOptions:
     themselves (ECC, no keypoints), correlate at 0.99 and in every part: flat flags and
     patterns cropped, padded or turned.  A record paired only with a copy of a cluster's
     keeper is checked against the keeper itself (see dedupkit.search.clusters), by the verifier
-    at 0.4 (`min_keeper_score`).  On the
-    held-out half: 89.1 % of copies removed (95 % interval over families 86.1-92.2), 0.32 % of
-    distinct pictures lost (2 of 620),
-    18 false merges, none of the 1,000 garments dropped; on the dev half, which the
-    verifier never saw either, 92.4 % and 2 of 580 (2026-12-03, with the worst-band measure,
-    the keeper bar of 0.4 and the copy score 0.7; until then 87.9 %, 3 pictures and 19 false
-    merges held out; at a copy score of 0.6 it lost 3 dev pictures, over the target; without
-    the aligned check 87.2 % held out; keeper check at the copy score 88.0 %; verifying by the
-    thresholds instead, `min_copy_score=None`: 83.6 %, 3 pictures, 21 false merges and 3
-    garments held out, 85.0 % and 4 on dev; before the keeper check and thumbnails for plain
-    pictures, 2026-11-26: 80.5 %; embeddings at 0.93 without local verification: 52 % and
-    1.1 %; imagededup PHash at 10: 49 %, 6.6 % and 294 garments).  The verifier measures
-    every candidate in full, so deciding costs about 1.8 times the thresholds' (27 s against
-    15 s for the benchmark's 2,460 pictures on a quiet machine; a third of it is OpenCV's ECC).
+    at 0.4 (`min_keeper_score`).  On the held-out half, its files in a shuffled order (as a
+    scraped set comes): 88.5 % of copies removed (95 % interval over families 85.2-91.7), 0.48 %
+    of distinct pictures lost (3 of 620), 18 false merges, none of the 1,000 garments dropped;
+    on the dev half, which the verifier never saw either, 90.1 % and 1 of 580 (2026-12-03,
+    session 18).  In file order, originals first, which made the original the keeper among
+    copies of its size, the same defaults measured 89.1 % and 2 pictures held out, 92.4 % and 2
+    on dev.  In shuffled order the calibration picks a copy score of 0.6 by a hair (dev 90.5 %,
+    2 pictures; held out 88.6 %, 3 pictures, 19 false merges): within the noise, 0.7 stays
+    until a calibration at 0.6 confirms it.  Held out, without the aligned check 86.9 %; keeper
+    check at the copy score 86.1 %; verifying by the thresholds instead, `min_copy_score=None`:
+    82.6 %, 3 pictures, 20 false merges and 3 garments; imagededup PHash at 10: 48.8 %, 6.6 %
+    and 294 garments (earlier: before the keeper check and thumbnails for plain pictures,
+    2026-11-26, 80.5 % in file order; embeddings at 0.93 without local verification: 52 % and
+    1.1 %).  The verifier measures every candidate in full, so deciding costs about 1.8 times
+    the thresholds' (27 s against 15 s for the benchmark's 2,460 pictures on a quiet machine; a
+    third of it is OpenCV's ECC); `workers` processes share the candidates (see decide_duplicates).
     Greyscale and mildly
     recoloured copies are copies; the same drawing with some parts in other colours is not.
     """
