@@ -588,7 +588,8 @@ def evaluate(labels: list[dict], table: pa.Table, encodings: dict[str, str], spl
     rows = rows.take(np.random.default_rng(INPUT_ORDER_SEED).permutation(rows.num_rows))
     results = {}
     if peers:
-        half_encodings = {key: value for key, value in encodings.items() if key in keys}
+        # The peer gets the same order: which of two duplicates imagededup removes depends on it too.
+        half_encodings = {key: encodings[key] for key in rows.column("key").to_pylist() if key in encodings}
         for threshold in (10, 6):
             results[f"imagededup PHash {threshold}"] = {
                 "settings": {"max_distance_threshold": threshold},

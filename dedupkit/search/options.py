@@ -39,10 +39,11 @@ class DedupOptions:
     2 pictures; held out 88.6 %, 3 pictures, 19 false merges): within the noise, 0.7 stays
     until a calibration at 0.6 confirms it.  Held out, without the aligned check 86.9 %; keeper
     check at the copy score 86.1 %; verifying by the thresholds instead, `min_copy_score=None`:
-    82.6 %, 3 pictures, 20 false merges and 3 garments; imagededup PHash at 10: 48.8 %, 6.6 %
-    and 294 garments (earlier: before the keeper check and thumbnails for plain pictures,
-    2026-11-26, 80.5 % in file order; embeddings at 0.93 without local verification: 52 % and
-    1.1 %).  The verifier measures every candidate in full, so deciding costs about 1.8 times
+    82.6 %, 3 pictures, 20 false merges and 3 garments; imagededup PHash at 10, in the same
+    order: 51.4 %, 7.9 % and 294 garments (earlier: before the keeper check and thumbnails for
+    plain pictures, 2026-11-26, 80.5 % in file order; embeddings at 0.93 without local
+    verification: 52 % and 1.1 %).  The verifier measures every candidate in full, so
+    deciding costs about 1.8 times
     the thresholds' (27 s against 15 s for the benchmark's 2,460 pictures on a quiet machine; a
     third of it is OpenCV's ECC); `workers` processes share the candidates (see decide_duplicates).
     Greyscale and mildly
