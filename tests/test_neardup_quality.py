@@ -143,22 +143,55 @@ def test_min_similarity_is_a_hard_line(analysed):
     assert _status(pair, DedupOptions(min_similarity=similarity + 1e-3, **hashes_off)) == [KEPT, KEPT]
 
 
-def test_whole_frame_check_merges_no_garment_that_keypoints_keep_apart(tmp_path):
+@pytest.fixture(scope="module")
+def garments(tmp_path_factory):
+    """150 distinct Fashion-MNIST garments, analysed: their folder and signature table."""
+    try:
+        folder = benchmark.build_lookalikes(150, tmp_path_factory.mktemp("garments"))
+    except FileNotFoundError:
+        pytest.skip("dataset-fashion-mnist is not installed")
+    return folder, benchmark.with_local_features(folder, benchmark.analyse(folder))
+
+
+def test_whole_frame_check_merges_no_garment_that_keypoints_keep_apart(garments):
     """Fashion-MNIST garments: 28 px, all centred in one frame, where thumbnails of distinct
     shirts correlate at 0.9 and more (once their plain black margins are left out; 0.95
     before).  At the default bar the whole-frame check drops none of them beyond what
     keypoint verification drops; at 0.9 it would."""
-    try:
-        folder = benchmark.build_lookalikes(150, tmp_path / "garments")
-    except FileNotFoundError:
-        pytest.skip("dataset-fashion-mnist is not installed")
-    table = benchmark.with_local_features(folder, benchmark.analyse(folder))
+    _, table = garments
     thresholds = DedupOptions(min_copy_score=None)
     keypoints_only = benchmark.lookalikes_dropped(table, replace(thresholds, min_frame_appearance=None))
     assert benchmark.lookalikes_dropped(table, thresholds) == keypoints_only
     assert benchmark.lookalikes_dropped(table, replace(thresholds, min_frame_appearance=0.9)) > keypoints_only
     # The learned verifier (trained on other garments) drops none beyond that either.
     assert benchmark.lookalikes_dropped(table, DedupOptions()) <= keypoints_only
+
+
+def test_look_alike_counts_are_reused_only_for_the_same_settings_and_signatures(garments, monkeypatch):
+    """The calibration's look-alike counts are stored beside the garments: a rerun reuses a
+    count for the same settings and signatures, and decides anew for other settings or
+    another signature table."""
+    folder, table = garments
+    loose = DedupOptions(min_copy_score=None, min_frame_appearance=0.9)
+    variants = {"defaults": DedupOptions(), "loose": loose}
+    counts = benchmark.stored_lookalikes_dropped(folder, table, variants)
+    assert counts == {name: benchmark.lookalikes_dropped(table, options) for name, options in variants.items()}
+    assert counts["loose"] > 0
+
+    decided = []
+
+    def deciding(table, options, workers=1):
+        decided.append(options)
+        return -1
+
+    monkeypatch.setattr(benchmark, "lookalikes_dropped", deciding)
+    stricter = replace(loose, min_frame_appearance=0.95)
+    assert benchmark.stored_lookalikes_dropped(folder, table, {**variants, "stricter": stricter}) == {**counts, "stricter": -1}
+    assert decided == [stricter]
+    fewer = table.slice(0, 100)
+    assert benchmark.stored_lookalikes_dropped(folder, fewer, variants) == {"defaults": -1, "loose": -1}
+    assert benchmark.stored_lookalikes_dropped(folder, fewer, {"defaults": DedupOptions()}) == {"defaults": -1}
+    assert len(decided) == 3
 
 
 def test_the_score_lists_missed_copies_pairs_settings_and_bounds_the_share_by_families():
