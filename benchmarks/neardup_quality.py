@@ -118,6 +118,10 @@ LOOKALIKES = 1000
 # Each half is decided in one shuffled order of its files (see `evaluate`).
 INPUT_ORDER_SEED = 0
 TARGET_REMOVED, TARGET_LOST_SHARE = 0.95, 0.005
+# A setting replaces the defaults only when it finds more of the same copies at this one-sided
+# significance (exact binomial test on the copies only one of the two finds, McNemar's test).
+SWITCH_SIGNIFICANCE = 0.05
+DEFAULTS = "dedupkit defaults"
 # The defaults before local verification: global signatures only.
 GLOBAL_BASELINE = "phash 0 + flip, embedding 0.93"
 # Local verification at the thresholds it shipped with first: (similarity, candidate, inliers, ratio, appearance).
@@ -540,7 +544,7 @@ def imagededup_outcome(encodings: dict[str, str], threshold: int) -> Outcome:
 
 def dedupkit_variants() -> dict[str, DedupOptions]:
     """dedupkit's defaults and the grid of settings the calibration compares."""
-    variants = {"dedupkit defaults": DedupOptions()}
+    variants = {DEFAULTS: DedupOptions()}
     for radius in (4, 6, 8, 10):
         variants[f"phash {radius} + flip only"] = DedupOptions(hash_radius=(("phash", radius),), embedder=None)
     for similarity in SIMILARITIES:
@@ -598,6 +602,12 @@ def calibrated_choice(dev: dict[str, dict], lookalikes: dict[str, int]) -> str:
     parts in other colours is not a copy" is the definition, not a setting (on 2026-12-02,
     with the learned verifier at 0.6, dropping the check removed 0.2 points more dev copies,
     the same pictures lost; held out, 0.2 points more and 2 more false merges).
+    The defaults stay unless a variant within those bounds finds significantly more of the same
+    copies (`switch_significance` under SWITCH_SIGNIFICANCE); among those that do, the one that
+    removes the most.  Added on 2026-12-03 (session 19): in shuffled order the plain maximum
+    moved from a copy score of 0.7 to 0.6 (dev copies only one of the two finds: 3 and 5), and
+    with 0.6 as the default on to a keeper bar of 0.3 (1 and 2), one or two copies at a time,
+    well within the noise.  The held-out numbers at 0.6 had been seen (88.6 % against 88.5 %).
     Some openclipart pictures are mirror images, recolourings or re-framings of others,
     which every flip- and colour-tolerant setting merges.  Since 2026-11-26 the
     Fashion-MNIST look-alikes bound the pick as well: the thresholds chosen before they were
@@ -619,7 +629,21 @@ def calibrated_choice(dev: dict[str, dict], lookalikes: dict[str, int]) -> str:
                 if r["distinct_lost_share"] <= allowed and lookalikes[name] <= lookalikes_allowed]
 
     candidates = within(TARGET_LOST_SHARE) or within(max(TARGET_LOST_SHARE, reference))
+    if DEFAULTS in candidates:
+        candidates = [DEFAULTS] + [name for name in candidates if switch_significance(ours[DEFAULTS], ours[name])
+                                   < SWITCH_SIGNIFICANCE]
     return max(candidates, key=lambda name: (ours[name]["copies_removed"], -ours[name]["false_merges"]))
+
+
+def switch_significance(defaults: dict, setting: dict) -> float:
+    """One-sided p-value that `setting` finds more of the planted copies than `defaults` does on
+    the same half: an exact binomial test on the copies only one of the two finds (McNemar's)."""
+    from scipy.stats import binomtest
+
+    only_defaults, only_setting = paired_difference(defaults, setting)
+    if only_setting <= only_defaults:
+        return 1.0
+    return float(binomtest(only_setting, only_defaults + only_setting, 0.5, alternative="greater").pvalue)
 
 
 def evaluate(labels: list[dict], table: pa.Table, encodings: dict[str, str], split: str,
@@ -665,7 +689,7 @@ def print_table(title: str, results: dict[str, dict]) -> None:
               f" {r['false_merges']:12d}  {per} {_percent(r['small_slice']['recall'], 6)}")
 
 
-def print_paired(results: dict[str, dict], against: str = "dedupkit defaults") -> None:
+def print_paired(results: dict[str, dict], against: str = DEFAULTS) -> None:
     """Each other dedupkit setting against `against` on the same copies: what each finds that the other misses."""
     print(f"\npaired with {against} (copies only it finds / only the setting finds):")
     for name, r in results.items():
@@ -674,7 +698,7 @@ def print_paired(results: dict[str, dict], against: str = "dedupkit defaults") -
             print(f"  {name:42} {only_ours:4d} / {only_theirs:4d}")
 
 
-def with_pairings(report: dict, against: str = "dedupkit defaults") -> dict:
+def with_pairings(report: dict, against: str = DEFAULTS) -> dict:
     """`report` as written: each half's settings carry `paired_with_defaults` (`paired_difference` with
     `against`), and only `against` keeps its list of missed copies (the others' run to hundreds)."""
     report = json.loads(json.dumps(report))
@@ -740,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
                               workers=args.workers)
     print_table("test half (held out)", report["test"])
     print_paired(report["test"])
-    defaults = report["test"]["dedupkit defaults"]
+    defaults = report["test"][DEFAULTS]
     peer = report["test"]["imagededup PHash 10"]
     met = defaults["copies_removed"] >= TARGET_REMOVED and defaults["distinct_lost_share"] <= TARGET_LOST_SHARE
     print(f"\ndedupkit defaults vs imagededup PHash 10 (test half): copies removed "
@@ -755,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report_variants(variants: dict[str, DedupOptions]) -> list[str]:
-    wanted = ["dedupkit defaults", "dedupkit defaults, no colour check", NO_ALIGNED_CHECK, SAME_KEEPER_BAR, THRESHOLDS,
+    wanted = [DEFAULTS, "dedupkit defaults, no colour check", NO_ALIGNED_CHECK, SAME_KEEPER_BAR, THRESHOLDS,
               GLOBAL_BASELINE, "phash 8 + flip only", "phash 4 + flip only", "embedding 0.93 only",
               "embedding 0.95 only", "phash 8 + flip, embedding 0.93",
               local_variant_name(0.97, 0.7, 15, 0.1, 0.95), local_variant_name(0.97, 0.7, 15, 0.1, 0.9),

@@ -214,3 +214,28 @@ def test_the_score_lists_missed_copies_pairs_settings_and_bounds_the_share_by_fa
     written = benchmark.with_pairings({"test": {"dedupkit defaults": worse, "everything": best}})["test"]
     assert written["everything"]["paired_with_defaults"] == [0, 1] and "missed_copies" not in written["everything"]
     assert written["dedupkit defaults"]["missed_copies"] == ["1_2"]
+
+
+def test_the_calibration_keeps_the_defaults_unless_a_setting_finds_significantly_more():
+    """Of 600 dev copies the defaults miss 40.  A setting that finds two of them more is noise and
+    the defaults stay; one that finds 12 more (and misses 1 the defaults find) replaces them,
+    unless it loses more distinct pictures than the target allows."""
+    reference = benchmark.local_variant_name(*benchmark.LOSS_REFERENCE_THRESHOLDS)
+    missed_by_defaults = [f"copy_{n}" for n in range(40)]
+
+    def result(missed: list[str], lost_share: float = 0.002) -> dict:
+        return {"settings": {"max_hue_conflict": 0.03}, "missed_copies": missed, "copies_removed": 1 - len(missed) / 600,
+                "distinct_lost_share": lost_share, "false_merges": 4}
+
+    dev = {benchmark.DEFAULTS: result(missed_by_defaults), reference: result(missed_by_defaults + ["copy_40"]),
+           "a hair better": result(missed_by_defaults[2:])}
+    lookalikes = {name: 0 for name in dev} | {reference: 9}
+    assert benchmark.switch_significance(dev[benchmark.DEFAULTS], dev["a hair better"]) == 0.25
+    assert benchmark.calibrated_choice(dev, lookalikes) == benchmark.DEFAULTS
+
+    clearly_better = result(missed_by_defaults[12:] + ["copy_40"])
+    assert benchmark.switch_significance(dev[benchmark.DEFAULTS], clearly_better) < 0.01
+    assert benchmark.calibrated_choice(dev | {"clearly better": clearly_better}, lookalikes | {"clearly better": 0}) == "clearly better"
+    losing = result(missed_by_defaults[12:], lost_share=0.01)
+    assert benchmark.calibrated_choice(dev | {"losing": losing}, lookalikes | {"losing": 0}) == benchmark.DEFAULTS
+    assert benchmark.calibrated_choice(dev | {"clearly better": clearly_better}, lookalikes | {"clearly better": 6}) == benchmark.DEFAULTS
