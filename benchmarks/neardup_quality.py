@@ -418,12 +418,16 @@ def stored_lookalikes_dropped(folder: Path, table: pa.Table, variants: dict[str,
 
 
 def _decision_digest(table: pa.Table) -> str:
-    """What a decision depends on besides its settings: the signature table, and dedupkit's
-    search and signature code with the verifier's trees (options.py only holds the defaults,
-    which the settings spell out)."""
+    """What a decision depends on besides its settings: the signature table, dedupkit's search
+    and signature code with the verifier's trees (options.py only holds the defaults, which the
+    settings spell out), and the versions of the libraries that measure and search."""
+    import cv2
+    import faiss
+    import scipy
+
     import dedupkit
 
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(" ".join((cv2.__version__, faiss.__version__, np.__version__, scipy.__version__)).encode())
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -605,10 +609,11 @@ def calibrated_choice(dev: dict[str, dict], lookalikes: dict[str, int]) -> str:
     the same pictures lost; held out, 0.2 points more and 2 more false merges).
     The defaults stay unless a variant within those bounds finds significantly more of the same
     copies (`switch_significance` under SWITCH_SIGNIFICANCE); among those that do, the one that
-    removes the most.  Added on 2026-12-03 (session 19): in shuffled order the plain maximum
-    moved from a copy score of 0.7 to 0.6 (dev copies only one of the two finds: 3 and 5), and
-    with 0.6 as the default on to a keeper bar of 0.3 (1 and 2), one or two copies at a time,
-    well within the noise.  The held-out numbers at 0.6 had been seen (88.6 % against 88.5 %).
+    removes the most (the plain maximum when the defaults themselves are out of bounds).  Added
+    on 2026-12-03 (session 19): in shuffled order the plain maximum moved from a copy score of
+    0.7 to 0.6 (3 dev copies only 0.7 finds, 5 only 0.6), and with 0.6 as the default on to a
+    keeper bar of 0.3 (1 against 2), one or two copies at a time, well within the noise.  The
+    held-out numbers at 0.6 had been seen (88.6 % against 88.5 %).
     Some openclipart pictures are mirror images, recolourings or re-framings of others,
     which every flip- and colour-tolerant setting merges.  Since 2026-11-26 the
     Fashion-MNIST look-alikes bound the pick as well: the thresholds chosen before they were
