@@ -36,6 +36,9 @@ Metrics, per method and half:
   (`missed_copies`), and each other setting is paired with them: how many copies only
   one of the two finds (`paired_with_defaults`).  Next to the share of copies
   removed, a 95 % interval from resampling families (`family_bootstrap_interval`);
+- kept for the original: in each family with copies, what stays in the original's place (the
+  original, a copy by its transform, or another family's picture): a padded, greyscale or
+  captioned copy kept is a worse training picture, which the shares above do not see;
 - look-alikes dropped: of 1,000 distinct Fashion-MNIST test images (28 px garments, all
   centred in the same frame: the homogeneous, low-resolution data on which a thumbnail
   comparison merges things that are merely alike), how many are dropped as duplicates.
@@ -475,6 +478,15 @@ def score(outcome: Outcome, labels: list[dict]) -> dict:
         hits = sum(1 for label in subset if found(label))
         return {"copies": len(subset), "found": hits, "recall": hits / len(subset) if subset else None}
 
+    transform = {label["key"]: label["transform"] for label in labels}
+
+    def kept_for(source: str) -> str:
+        """What stays in the original's place: itself, a copy (by its transform) or another family's picture."""
+        if source not in outcome.dropped:
+            return "original"
+        keeper = outcome.keeper[source]
+        return transform[keeper] if family[keeper] == family[source] else "another family"
+
     return {
         "families": len(members),
         "files": len(labels),
@@ -494,6 +506,9 @@ def score(outcome: Outcome, labels: list[dict]) -> dict:
             **recall([c for c in copies if c["small"]]),
         },
         "lost_examples": [members[f][0] for f in lost[:12]],
+        # Which version a user keeps: the benchmark counts copies removed, not whether the colour,
+        # unpadded, uncaptioned original is the one that stays.
+        "kept_for_original": dict(Counter(kept_for(original[f]) for f in copies_per_family).most_common()),
     }
 
 
@@ -778,6 +793,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{defaults['distinct_lost']} vs {peer['distinct_lost']} of {defaults['families']} families, false merges "
           f"{defaults['false_merges']} vs {peer['false_merges']}; targets >= {TARGET_REMOVED:.0%} removed and "
           f"<= {TARGET_LOST_SHARE:.1%} lost: {'met' if met else 'NOT met'}")
+    kept = defaults["kept_for_original"]
+    print(f"kept in the original's place by the defaults, of the test half's {sum(kept.values())} families with copies: "
+          + ", ".join(f"{what} {count}" for what, count in kept.items()))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(with_pairings(report), indent=1))
     print(f"wrote {args.output}")

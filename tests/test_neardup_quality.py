@@ -204,6 +204,9 @@ def test_the_score_lists_missed_copies_pairs_settings_and_bounds_the_share_by_fa
     one_less = benchmark.Outcome(everything.dropped - {"1_2"}, everything.keeper)
     best, worse = benchmark.score(everything, labels), benchmark.score(one_less, labels)
     assert best["missed_copies"] == [] and worse["missed_copies"] == ["1_2"]
+    assert best["kept_for_original"] == {"original": 3}
+    upscale_kept = benchmark.Outcome(everything.dropped - {"0_1"} | {"0_0"}, everything.keeper | {"0_0": "0_1", "0_2": "0_1"})
+    assert benchmark.score(upscale_kept, labels)["kept_for_original"] == {"original": 2, "resize": 1}
     assert benchmark.paired_difference(best, worse) == (1, 0)
     assert benchmark.paired_difference(worse, best) == (0, 1)
     low, high = worse["copies_removed_interval"]
