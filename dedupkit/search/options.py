@@ -40,17 +40,16 @@ class DedupOptions:
     of 0.5: 6 copies only it finds, 3 only the defaults, p 0.25).  Taking the plain maximum
     had moved the copy score to 0.6 (5 against 3; held out 88.6 %, 3 pictures, 19 false merges)
     and then the keeper bar to 0.3 (2 against 1), which held out loses 4 of 620 pictures, over
-    the target.  Held out, without the aligned check 86.9 %; keeper
-    check at the copy score 86.1 %; verifying by the thresholds instead, `min_copy_score=None`:
-    82.6 %, 3 pictures, 20 false merges and 3 garments; imagededup PHash at 10, in the same
-    order: 51.4 %, 7.9 % and 294 garments (earlier: before the keeper check and thumbnails for
-    plain pictures, 2026-11-26, 80.5 % in file order; embeddings at 0.93 without local
-    verification: 52 % and 1.1 %).  The verifier measures every candidate in full, so
-    deciding costs about 1.8 times
+    the target.  Held out, without the aligned check 86.9 %; keeper check at the copy score
+    86.1 %; verifying by the thresholds instead, `min_copy_score=None`: 82.6 %, 3 pictures, 20
+    false merges and 3 garments; imagededup PHash at 10, in the same order: 51.4 %, 7.9 % and
+    294 garments (earlier: before the keeper check and thumbnails for plain pictures,
+    2026-11-26, 80.5 % in file order; embeddings at 0.93 without local verification: 52 % and
+    1.1 %).  The verifier measures every candidate in full, so deciding costs about 1.8 times
     the thresholds' (27 s against 15 s for the benchmark's 2,460 pictures on a quiet machine; a
     third of it is OpenCV's ECC); `workers` processes share the candidates (see decide_duplicates).
-    Greyscale and mildly
-    recoloured copies are copies; the same drawing with some parts in other colours is not.
+    Greyscale and mildly recoloured copies are copies; the same drawing with some parts in other
+    colours is not.
     """
 
     hash_radius: tuple[tuple[str, int], ...] = (("phash", 0),)
