@@ -16,6 +16,7 @@ from dedupkit.records import Record
 from dedupkit.samples import encode, openclipart_drawings, opencv_photos
 from dedupkit.pipeline import HASH_DECODE_SIDE
 from dedupkit.signatures import HASH_KINDS, HashStage, hash_images, hash_to_hex, hashes_from_column
+from dedupkit.signatures.hashes import gray_thumbnail, haar_low_pass
 
 IMAGEDEDUP = {"phash": PHash, "dhash": DHash, "whash": WHash, "ahash": AHash}
 
@@ -93,6 +94,25 @@ def test_hash_equals_imagededup_across_modes_and_sizes(kind, files_in_other_mode
     encoder = IMAGEDEDUP[kind](verbose=False)
     theirs = [encoder.encode_image(image_file=str(path)) for path, _ in files_in_other_modes_and_sizes]
     assert [hash_to_hex(value) for value in ours] == theirs
+
+
+def test_wavelet_low_pass_equals_pywt_to_the_last_bit(photo_files, transparent_drawings):
+    """A value one ulp off could flip a wHash bit where two blocks tie (flat drawings
+    tie often), so the floats themselves must equal pywt's, not just the hashes."""
+    import pywt
+
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 256, (16, 256, 256), dtype=np.uint8)
+    thumbnails = np.concatenate([
+        np.stack([gray_thumbnail(open_image(path.read_bytes())[0].convert("RGB"), "whash") for path in photo_files]),
+        np.stack([gray_thumbnail(flatten_alpha(image).convert("RGB"), "whash") for image in transparent_drawings]),
+        noise,
+        (noise // 85) * 85,  # few levels: many equal block sums reached by different pixels
+    ])
+    ours = haar_low_pass(thumbnails)
+    assert ours.shape == (len(thumbnails), 8, 8)
+    assert np.array_equal(ours, pywt.wavedec2(thumbnails / 255, "haar", level=5, axes=(1, 2))[0])
+    assert all(np.array_equal(ours[i], pywt.wavedec2(thumbnails[i] / 255, "haar", level=5)[0]) for i in range(len(thumbnails)))
 
 
 def test_flip_hash_is_the_hash_of_the_mirrored_image(photo_files):
