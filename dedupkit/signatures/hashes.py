@@ -64,7 +64,7 @@ def haar_low_pass(gray: np.ndarray, levels: int = 5) -> np.ndarray:
 
     pywt filters each line in C as tap * odd + tap * even, rows first, then columns,
     level after level; the same float operations in that order give the same values
-    (tests/test_hashes.py compares them), in a tenth of pywt's time: pywt also
+    (tests/test_hashes.py compares them), in an eighth of pywt's time: pywt also
     computes the detail bands the hash throws away, and a few thumbnails at a time
     (0.5 MB each in float64) stay in cache where a whole batch would not.
     """
