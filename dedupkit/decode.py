@@ -22,6 +22,11 @@ from dedupkit.records import Record
 # Truncated files must fail, never decode to a half-grey picture that hashes as a real one.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+# Stored formats (Pillow's names) whose usual encoding discards detail: at the same size, a PNG or
+# BMP of a picture is at least as good as its JPEG, so the `largest` keep policy prefers it.  GIF
+# holds 256 colours; WebP and JPEG 2000 may be lossless, but mostly are not.
+LOSSY_FORMATS = frozenset({"JPEG", "MPO", "WEBP", "GIF", "JPEG2000"})
+
 
 @dataclass(frozen=True)
 class DecodeLimits:

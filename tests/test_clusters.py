@@ -97,6 +97,19 @@ def test_largest_breaks_ties_by_input_order():
     assert clusters.keeper.tolist() == [1, 1, 1]
 
 
+def test_largest_prefers_a_lossless_record_among_as_many_pixels():
+    pairs = hash_pairs([(0, 1), (1, 2), (0, 2)])
+    lossy = np.array([True, True, False])
+    assert cluster_pairs(3, [pairs], pixels=np.array([80, 80, 80]), lossy=lossy).keeper.tolist() == [2, 2, 2]
+    # More pixels still win, lossy or not; among lossy records of one size, input order.
+    assert cluster_pairs(3, [pairs], pixels=np.array([90, 80, 80]), lossy=lossy).keeper.tolist() == [0, 0, 0]
+    assert cluster_pairs(3, [pairs], pixels=np.array([80, 80, 70]), lossy=lossy).keeper.tolist() == [0, 0, 0]
+    marked = np.array([False, False, True])
+    ranked = keeper_rank(3, "prefer-unmarked", pixels=np.array([80, 80, 80]), copyright_marked=marked, lossy=lossy)
+    assert ranked.tolist() == [0, 1, 2]
+    assert keeper_rank(3, "first", lossy=lossy).tolist() == [0, 1, 2]
+
+
 def test_prefer_unmarked_keeps_an_unmarked_copy_even_when_smaller():
     pairs = hash_pairs([(0, 1), (0, 2), (1, 2)])
     pixels = np.array([900, 100, 400])

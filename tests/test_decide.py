@@ -42,6 +42,15 @@ def test_keep_first_keeps_input_order(tmp_path, family):
     assert rows["b_small_copy.png"]["dup_kind"] == "exact" and rows["c_large.jpg"]["dup_kind"] == "hash"
 
 
+def test_largest_keeps_the_png_a_same_size_jpeg_was_saved_from(tmp_path, real_photo):
+    src = write_folder(tmp_path / "src", {"a_saved_again.jpg": jpeg(real_photo, 90), "b_source.png": png(real_photo)})
+    options = DedupOptions(embedder=None, hash_radius=(("phash", 8),))
+    run_clean(str(src), tmp_path / "out", CleanOptions(dedup=options, **PLAIN))
+    rows = {r["key"]: r for r in manifest(tmp_path / "out")}
+    assert rows["b_source.png"]["status"] == "kept"
+    assert rows["a_saved_again.jpg"]["status"] == "dropped" and rows["a_saved_again.jpg"]["keeper_key"] == "b_source.png"
+
+
 def test_hash_radius_is_respected(tmp_path, family):
     run_clean(str(family), tmp_path / "out", CleanOptions(dedup=DedupOptions(embedder=None, hash_radius=(("phash", 8),)), **PLAIN))
     for row in manifest(tmp_path / "out"):

@@ -70,12 +70,15 @@ def keeper_rank(
     *,
     pixels: np.ndarray | None = None,
     copyright_marked: np.ndarray | None = None,
+    lossy: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rank of each record as a keeper, 0 best, ties broken by input order.
 
-    - largest: most pixels first.
+    - largest: most pixels first; among as many pixels, when `lossy` is given, records
+      not stored in a lossy format (dedupkit.decode.LOSSY_FORMATS) first: the PNG a JPEG
+      copy was saved from, not the copy.
     - first: input order.
-    - prefer-unmarked: records not copyright-marked first, then most pixels when
+    - prefer-unmarked: records not copyright-marked first, then as `largest` when
       `pixels` is given.
     """
     order = np.arange(n)
@@ -84,13 +87,13 @@ def keeper_rank(
     elif keep == "largest":
         if pixels is None:
             raise ValueError("keep policy 'largest' needs each record's pixel count (width * height)")
-        sort_keys = [order, -np.asarray(pixels, dtype=np.int64)]
+        sort_keys = [order, *_lossless_first(lossy), -np.asarray(pixels, dtype=np.int64)]
     elif keep == "prefer-unmarked":
         if copyright_marked is None:
             raise ValueError("keep policy 'prefer-unmarked' needs the copyright_marked column: run the copyright tagging stage first")
         sort_keys = [order]
         if pixels is not None:
-            sort_keys.append(-np.asarray(pixels, dtype=np.int64))
+            sort_keys += [*_lossless_first(lossy), -np.asarray(pixels, dtype=np.int64)]
         sort_keys.append(np.asarray(copyright_marked, dtype=bool))
     else:
         raise ValueError(f"unknown keep policy {keep!r}: use one of {', '.join(KEEP_POLICIES)}")
@@ -101,6 +104,11 @@ def keeper_rank(
     return rank
 
 
+def _lossless_first(lossy: np.ndarray | None) -> list[np.ndarray]:
+    """The sort key (lexsort: False first) that puts records not stored lossily ahead, if known."""
+    return [] if lossy is None else [np.asarray(lossy, dtype=bool)]
+
+
 def cluster_pairs(
     n: int,
     pair_sets: Sequence[Pairs],
@@ -108,6 +116,7 @@ def cluster_pairs(
     keep: str = "largest",
     pixels: np.ndarray | None = None,
     copyright_marked: np.ndarray | None = None,
+    lossy: np.ndarray | None = None,
     confirm_with_keeper: Callable[[int, int], tuple[str, float] | None] | None = None,
 ) -> Clusters:
     """Clusters over `n` records from pairs of several signatures.
@@ -119,7 +128,7 @@ def cluster_pairs(
     `confirm_with_keeper(record, keeper)` returns the (kind, distance) of a direct
     check, or None: it is asked only about records paired with a copy of that keeper.
     """
-    rank = keeper_rank(n, keep, pixels=pixels, copyright_marked=copyright_marked)
+    rank = keeper_rank(n, keep, pixels=pixels, copyright_marked=copyright_marked, lossy=lossy)
     kinds = [pairs.kind for pairs in pair_sets]
     u = np.concatenate([pairs.i for pairs in pair_sets] + [np.empty(0, np.int64)]).astype(np.int64)
     v = np.concatenate([pairs.j for pairs in pair_sets] + [np.empty(0, np.int64)]).astype(np.int64)

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dedupkit.decode import LOSSY_FORMATS
 from dedupkit.records import DROPPED, KEPT
 from dedupkit.search.clusters import NO_CLUSTER, cluster_pairs, keeper_rank
 from dedupkit.search.cosine import cosine_pairs
@@ -70,8 +71,9 @@ def decide_duplicates(table: pa.Table, options: DedupOptions | None, workers: in
     alive = status == KEPT
     pixels = _column_or(table, "width", 0) * _column_or(table, "height", 0)
     marked = _marked(table)
+    lossy = _stored_lossily(table)
     policy = options.keep if options else "first"
-    rank = keeper_rank(count, policy, pixels=pixels, copyright_marked=marked)
+    rank = keeper_rank(count, policy, pixels=pixels, copyright_marked=marked, lossy=lossy)
     exact = find_exact_duplicates(table, rank)
 
     final_keeper = exact.keeper.copy()
@@ -92,6 +94,7 @@ def decide_duplicates(table: pa.Table, options: DedupOptions | None, workers: in
             keep=policy,
             pixels=pixels[pictures],
             copyright_marked=None if marked is None else marked[pictures],
+            lossy=None if lossy is None else lossy[pictures],
             confirm_with_keeper=None if thumbnails is None else thumbnails.confirm_with_keeper,
         )
         final_keeper[pictures] = pictures[clusters.keeper]
@@ -415,6 +418,13 @@ def _column_or(table: pa.Table, name: str, default) -> np.ndarray:
     if name not in table.column_names:
         return np.full(table.num_rows, default, dtype=np.int64)
     return np.asarray(pc.fill_null(table.column(name), default).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _stored_lossily(table: pa.Table) -> np.ndarray | None:
+    if "format" not in table.column_names:
+        return None
+    return np.asarray(pc.is_in(pc.fill_null(table.column("format"), ""), pa.array(sorted(LOSSY_FORMATS))).to_numpy(zero_copy_only=False),
+                      dtype=bool)
 
 
 def _marked(table: pa.Table) -> np.ndarray | None:
