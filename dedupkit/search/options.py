@@ -30,18 +30,19 @@ class DedupOptions:
     patterns cropped, padded or turned.  A record paired only with a copy of a cluster's
     keeper is checked against the keeper itself (see dedupkit.search.clusters), by the verifier
     at 0.4 (`min_keeper_score`).  On the held-out half, its files in a shuffled order (as a
-    scraped set comes): 88.5 % of copies removed (95 % interval over families 85.2-91.7), 0.48 %
-    of distinct pictures lost (3 of 620), 18 false merges, none of the 1,000 garments dropped;
-    on the dev half, which the verifier never saw either, 90.1 % and 1 of 580 (2026-12-03,
-    session 18).  In file order, originals first, which made the original the keeper among
-    copies of its size, the same defaults measured 89.1 % and 2 pictures held out, 92.4 % and 2
-    on dev.  The calibration keeps the defaults unless a setting finds significantly more of the
-    same dev copies (one-sided McNemar test at 0.05), and none does (the closest, a copy score
-    of 0.5: 6 copies only it finds, 3 only the defaults, p 0.25).  Taking the plain maximum
-    had moved the copy score to 0.6 (5 against 3; held out 88.6 %, 3 pictures, 19 false merges)
-    and then the keeper bar to 0.3 (2 against 1), which held out loses 4 of 620 pictures, over
-    the target.  Held out, without the aligned check 86.9 %; keeper check at the copy score
-    86.1 %; verifying by the thresholds instead, `min_copy_score=None`: 82.6 %, 3 pictures, 20
+    scraped set comes): 88.3 % of copies removed (95 % interval over families 85.0-91.6), 0.32 %
+    of distinct pictures lost (2 of 620), 17 false merges, none of the 1,000 garments dropped;
+    on the dev half, which the verifier never saw either, 91.4 % and 2 of 580 (2026-12-03,
+    session 21, since the keep policy prefers a losslessly stored picture among as many pixels;
+    before it, with ties in input order: 88.5 % and 3 held out, 90.1 % and 1 on dev).  In file
+    order, originals first, the earlier defaults measured 89.1 % and 2 pictures held out.  The
+    calibration keeps the defaults unless a setting finds significantly more of the same dev
+    copies (one-sided McNemar test at 0.05), and none does (the closest, a copy score of 0.5:
+    6 copies only it finds, 2 only the defaults, p 0.14; it loses 4 dev pictures).  Taking the
+    plain maximum had moved the copy score to 0.6 (session 19: held out 88.6 %, 3 pictures, 19
+    false merges) and then the keeper bar to 0.3, which held out loses 4 of 620 pictures, over
+    the target.  Held out, without the aligned check 86.8 %; keeper check at the copy score
+    86.9 %; verifying by the thresholds instead, `min_copy_score=None`: 82.7 %, 3 pictures, 21
     false merges and 3 garments; imagededup PHash at 10, in the same order: 51.4 %, 7.9 % and
     294 garments (earlier: before the keeper check and thumbnails for plain pictures,
     2026-11-26, 80.5 % in file order; embeddings at 0.93 without local verification: 52 % and
@@ -62,7 +63,8 @@ class DedupOptions:
     min_similarity: float = 0.97
     """Cosine similarity of embeddings at or above which two images are copies."""
     keep: str = "largest"
-    """Keeper of a cluster: largest (most pixels), first (input order), prefer-unmarked."""
+    """Keeper of a cluster: largest (most pixels; of as many, one not stored in a lossy format),
+    first (input order), prefer-unmarked (then as largest).  Remaining ties go by input order."""
     search_method: str = "auto"
     verify_local: bool = True
     """With an embedder: also confirm looser embedding candidates by local features (ORB
