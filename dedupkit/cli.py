@@ -283,7 +283,8 @@ _DEDUP_OPTIONS = {
         _DEFAULT_DEDUP.min_similarity, "--min-similarity", help="Embedding cosine similarity at or above which images are copies."
     )),
     "keep": (str, typer.Option(
-        _DEFAULT_DEDUP.keep, "--keep", help=f"Which member of a duplicate cluster is kept: {', '.join(KEEP_POLICIES)}."
+        _DEFAULT_DEDUP.keep, "--keep", help=f"Which member of a duplicate cluster is kept: {', '.join(KEEP_POLICIES)} "
+        "(largest: most pixels, then a PNG or other lossless file before a JPEG of the same size, then input order)."
     )),
     "verify_local": (bool, typer.Option(
         _DEFAULT_DEDUP.verify_local,

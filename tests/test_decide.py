@@ -51,6 +51,17 @@ def test_largest_keeps_the_png_a_same_size_jpeg_was_saved_from(tmp_path, real_ph
     assert rows["a_saved_again.jpg"]["status"] == "dropped" and rows["a_saved_again.jpg"]["keeper_key"] == "b_source.png"
 
 
+def test_a_png_resave_with_identical_pixels_does_not_displace_its_jpeg(tmp_path, real_photo):
+    import io
+
+    first = jpeg(real_photo, 90)
+    src = write_folder(tmp_path / "src", {"a_upload.jpg": first, "b_resaved.png": png(Image.open(io.BytesIO(first)))})
+    run_clean(str(src), tmp_path / "out", CleanOptions(dedup=DedupOptions(embedder=None), **PLAIN))
+    rows = {r["key"]: r for r in manifest(tmp_path / "out")}
+    assert rows["a_upload.jpg"]["status"] == "kept"
+    assert rows["b_resaved.png"]["dup_kind"] == "exact" and rows["b_resaved.png"]["keeper_key"] == "a_upload.jpg"
+
+
 def test_hash_radius_is_respected(tmp_path, family):
     run_clean(str(family), tmp_path / "out", CleanOptions(dedup=DedupOptions(embedder=None, hash_radius=(("phash", 8),)), **PLAIN))
     for row in manifest(tmp_path / "out"):

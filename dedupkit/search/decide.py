@@ -73,8 +73,9 @@ def decide_duplicates(table: pa.Table, options: DedupOptions | None, workers: in
     marked = _marked(table)
     lossy = _stored_lossily(table)
     policy = options.keep if options else "first"
-    rank = keeper_rank(count, policy, pixels=pixels, copyright_marked=marked, lossy=lossy)
-    exact = find_exact_duplicates(table, rank)
+    # Identical pixels are the same picture whatever file holds them: the lossless preference
+    # only orders different pixels (in the clusters), so a PNG re-save does not displace its JPEG.
+    exact = find_exact_duplicates(table, keeper_rank(count, policy, pixels=pixels, copyright_marked=marked))
 
     final_keeper = exact.keeper.copy()
     near_kind = np.full(count, "", dtype=object)
