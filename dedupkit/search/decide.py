@@ -424,8 +424,8 @@ def _column_or(table: pa.Table, name: str, default) -> np.ndarray:
 def _stored_lossily(table: pa.Table) -> np.ndarray | None:
     if "format" not in table.column_names:
         return None
-    return np.asarray(pc.is_in(pc.fill_null(table.column("format"), ""), pa.array(sorted(LOSSY_FORMATS))).to_numpy(zero_copy_only=False),
-                      dtype=bool)
+    formats = pc.fill_null(table.column("format"), "")
+    return np.asarray(pc.is_in(formats, pa.array(sorted(LOSSY_FORMATS))).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _marked(table: pa.Table) -> np.ndarray | None:
